@@ -1,0 +1,200 @@
+// Package lessonstate keeps the pipeline's state in Firestore: courses,
+// lessons with their per-stage records, and detection runs. It implements the
+// stage claim rules of DESIGN.md section 4 as Firestore transactions, so that
+// any number of concurrent or repeated deliveries leave exactly one owner and
+// one result per stage and lesson version.
+package lessonstate
+
+import (
+	"errors"
+	"time"
+)
+
+// Collection names (DESIGN.md section 3).
+const (
+	CollCourses = "courses"
+	CollLessons = "lessons"
+	CollRuns    = "runs"
+)
+
+// Stage names, in pipeline order (DESIGN.md section 4).
+const (
+	StageDownload   = "download"
+	StageTranscribe = "transcribe"
+	StageAnalyze    = "analyze"
+	StageEnrich     = "enrich"
+	StageSync       = "sync"
+)
+
+// Stages lists every stage in pipeline order.
+var Stages = []string{StageDownload, StageTranscribe, StageAnalyze, StageEnrich, StageSync}
+
+// MediaStages are the stages whose input is the lesson's media: a new video
+// re-runs them; a change of title or order does not.
+var MediaStages = []string{StageDownload, StageTranscribe, StageAnalyze}
+
+// Stage states.
+const (
+	StatePending = "pending"
+	StateRunning = "running"
+	StateDone    = "done"
+	StateFailed  = "failed"
+	StateSkipped = "skipped"
+)
+
+// Stage is one stage's record inside a lesson document.
+type Stage struct {
+	State      string            `firestore:"state"`
+	Version    int               `firestore:"version"`
+	Attempts   int               `firestore:"attempts"`
+	Token      string            `firestore:"token,omitempty"`
+	LeaseUntil time.Time         `firestore:"leaseUntil,omitempty"`
+	StartedAt  time.Time         `firestore:"startedAt,omitempty"`
+	FinishedAt time.Time         `firestore:"finishedAt,omitempty"`
+	Error      string            `firestore:"error,omitempty"`
+	Outputs    map[string]string `firestore:"outputs,omitempty"`
+}
+
+// Media says where a lesson's video comes from, as the detector resolved it
+// from the producer's media source. Hotmart itself gives no media URL.
+type Media struct {
+	// Kind is "url" (manifest entry: download over HTTP) or "object" (a
+	// master file in the raw bucket's ingest prefix: server-side copy).
+	Kind string `firestore:"kind"`
+	URI  string `firestore:"uri"`
+	// Size and MD5 (hex) are what the media source promises, when it does;
+	// the download checks them.
+	Size int64  `firestore:"size,omitempty"`
+	MD5  string `firestore:"md5,omitempty"`
+	// Fingerprint changes whenever the media itself changes (URL, size,
+	// checksum, object generation).
+	Fingerprint string `firestore:"fingerprint"`
+}
+
+// Outbox holds an event that must be published after the write that caused
+// it. It is written in the same transaction as the change and cleared once
+// published, so a crash between the two loses nothing: the next detection run
+// publishes what the outbox still holds.
+type Outbox struct {
+	Topic string `firestore:"topic"`
+	Data  []byte `firestore:"data"`
+}
+
+// Lesson is a document of the lessons collection, keyed by Hotmart page id.
+type Lesson struct {
+	ID          string `firestore:"-"`
+	CourseID    string `firestore:"courseId"`
+	CourseName  string `firestore:"courseName"`
+	School      string `firestore:"school"`
+	ModuleID    string `firestore:"moduleId"`
+	ModuleName  string `firestore:"moduleName"`
+	ModuleOrder int    `firestore:"moduleOrder"`
+	PageOrder   int    `firestore:"pageOrder"`
+	Title       string `firestore:"title"`
+	Type        string `firestore:"type"`
+	HasMedia    bool   `firestore:"hasMedia"`
+	Media       *Media `firestore:"media,omitempty"`
+	// MediaStatus is "ready", "awaiting" (has_media but the media source has
+	// no file yet: reported, not failed) or "none" (no media on the page).
+	MediaStatus string `firestore:"mediaStatus"`
+	Version     int    `firestore:"version"`
+	// Fingerprint covers everything detection sees of the lesson.
+	Fingerprint string           `firestore:"fingerprint"`
+	Removed     bool             `firestore:"removed"`
+	Stages      map[string]Stage `firestore:"stages"`
+	Outbox      []Outbox         `firestore:"outbox,omitempty"`
+	// OutboxPending mirrors len(Outbox) > 0 so pending outboxes can be queried.
+	OutboxPending bool      `firestore:"outboxPending"`
+	LastRunID     string    `firestore:"lastRunId"`
+	UpdatedAt     time.Time `firestore:"updatedAt"`
+}
+
+// Course is a document of the courses collection, keyed by Hotmart product id.
+type Course struct {
+	ID            string    `firestore:"-"`
+	Name          string    `firestore:"name"`
+	School        string    `firestore:"school"`
+	ClubSubdomain string    `firestore:"clubSubdomain"`
+	Fingerprint   string    `firestore:"fingerprint"`
+	LastRunID     string    `firestore:"lastRunId"`
+	LastWalkedAt  time.Time `firestore:"lastWalkedAt"`
+}
+
+// Counts are a detection run's tallies.
+type Counts struct {
+	New           int `firestore:"new"`
+	Changed       int `firestore:"changed"`
+	Removed       int `firestore:"removed"`
+	Unchanged     int `firestore:"unchanged"`
+	AwaitingMedia int `firestore:"awaitingMedia"`
+	NoMedia       int `firestore:"noMedia"`
+}
+
+// Run is a document of the runs collection: one detection run.
+type Run struct {
+	ID         string    `firestore:"-"`
+	StartedAt  time.Time `firestore:"startedAt"`
+	FinishedAt time.Time `firestore:"finishedAt,omitempty"`
+	Counts     Counts    `firestore:"counts"`
+	Errors     []string  `firestore:"errors,omitempty"`
+	// AwaitingMedia lists lessons whose page has media the media source
+	// does not provide yet.
+	AwaitingMedia []string `firestore:"awaitingMedia,omitempty"`
+	// Complete is false when the run stopped at its time budget; Cursor then
+	// names the first product the next run must walk.
+	Complete bool   `firestore:"complete"`
+	Cursor   string `firestore:"cursor,omitempty"`
+}
+
+// ClaimOutcome is what a claim attempt found.
+type ClaimOutcome int
+
+const (
+	// Claimed: the caller owns the stage until its lease ends.
+	Claimed ClaimOutcome = iota
+	// AlreadyDone: this version's stage is finished; acknowledge and stop.
+	AlreadyDone
+	// Busy: another delivery holds a live lease; acknowledge and stop.
+	Busy
+	// Stale: the event's version is older than the lesson's; drop it.
+	Stale
+	// AlreadyFailed: this version's stage failed permanently; a replay resets it.
+	AlreadyFailed
+	// Skipped: the stage does not apply to this lesson (e.g. no media).
+	Skipped
+)
+
+func (o ClaimOutcome) String() string {
+	switch o {
+	case Claimed:
+		return "claimed"
+	case AlreadyDone:
+		return "already-done"
+	case Busy:
+		return "busy"
+	case Stale:
+		return "stale"
+	case AlreadyFailed:
+		return "already-failed"
+	case Skipped:
+		return "skipped"
+	}
+	return "unknown"
+}
+
+// Claim is the result of Store.Claim.
+type Claim struct {
+	Outcome ClaimOutcome
+	// Token identifies this claim; Complete and Fail must present it, so an
+	// owner whose lease was taken over cannot overwrite the new owner's work.
+	Token  string
+	Lesson Lesson
+	Stage  Stage
+}
+
+var (
+	// ErrNotFound: no such lesson.
+	ErrNotFound = errors.New("lesson not found")
+	// ErrLeaseLost: the stage is no longer held by the presented token.
+	ErrLeaseLost = errors.New("stage lease lost to another owner")
+)
