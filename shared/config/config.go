@@ -1,0 +1,131 @@
+// Package config loads each function's configuration from environment
+// variables into a typed struct, and reports every missing or malformed
+// variable in one error, so a deployment is fixed in one pass rather than one
+// variable per crash. Secrets (Hotmart credentials) arrive as environment
+// variables too: in production Cloud Functions fills them from Secret Manager
+// (terraform/secrets.tf).
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+)
+
+// Common is what every function reads.
+type Common struct {
+	ProjectID string `env:"GOOGLE_CLOUD_PROJECT,required"`
+	LogLevel  string `env:"LOG_LEVEL" envDefault:"info"`
+}
+
+// Hotmart is the Hotmart API endpoint and credentials.
+type Hotmart struct {
+	BaseURL      string `env:"HOTMART_BASE_URL" envDefault:"https://developers.hotmart.com"`
+	TokenURL     string `env:"HOTMART_TOKEN_URL" envDefault:"https://api-sec-vlc.hotmart.com/security/oauth/token"`
+	ClientID     string `env:"HOTMART_CLIENT_ID,required"`
+	ClientSecret string `env:"HOTMART_CLIENT_SECRET,required"`
+	BasicToken   string `env:"HOTMART_BASIC_TOKEN,required"`
+	// RequestsPerMinute stays under Hotmart's 500 per application, leaving
+	// room for other tools of the producer sharing the credentials.
+	RequestsPerMinute int `env:"HOTMART_REQUESTS_PER_MINUTE" envDefault:"450"`
+}
+
+// Detector configures the detector function.
+type Detector struct {
+	Common
+	Hotmart
+	// CourseCatalog maps Hotmart product ids to their Club subdomain and
+	// school: JSON {"4100001":{"subdomain":"..","school":".."}}.
+	CourseCatalog     string        `env:"COURSE_CATALOG,required"`
+	RawBucket         string        `env:"RAW_BUCKET,required"`
+	MediaManifestURI  string        `env:"MEDIA_MANIFEST_URI"`
+	MediaIngestPrefix string        `env:"MEDIA_INGEST_PREFIX" envDefault:"ingest"`
+	Budget            time.Duration `env:"DETECTION_BUDGET" envDefault:"8m"`
+}
+
+// Downloader configures the downloader function.
+type Downloader struct {
+	Common
+	RawBucket string `env:"RAW_BUCKET,required"`
+	// MaxMediaBytes refuses videos larger than this (default 20 GiB).
+	MaxMediaBytes int64 `env:"MAX_MEDIA_BYTES" envDefault:"21474836480"`
+	// Lease is how long a claimed download stays owned; it must outlast the
+	// longest download, or a redelivery would start a second copy.
+	Lease       time.Duration `env:"DOWNLOAD_LEASE" envDefault:"30m"`
+	MaxAttempts int           `env:"MAX_ATTEMPTS" envDefault:"5"`
+	ChunkSize   int           `env:"UPLOAD_CHUNK_BYTES" envDefault:"8388608"`
+}
+
+// Load fills cfg (a pointer to one of the structs above) from the process
+// environment.
+func Load(cfg any) error { return LoadFrom(cfg, environ()) }
+
+// LoadFrom fills cfg from vars, naming every problem at once.
+func LoadFrom(cfg any, vars map[string]string) error {
+	err := env.ParseWithOptions(cfg, env.Options{Environment: vars})
+	if err == nil {
+		return nil
+	}
+	var agg env.AggregateError
+	if !errors.As(err, &agg) {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	keys := envKeys(reflect.TypeOf(cfg).Elem(), map[string]string{})
+	problems := make([]string, 0, len(agg.Errors))
+	for _, e := range agg.Errors {
+		problems = append(problems, describe(e, keys))
+	}
+	sort.Strings(problems)
+	return fmt.Errorf("configuration: %d problem(s): %s", len(problems), strings.Join(problems, "; "))
+}
+
+// envKeys maps struct field names to their variables: the library reports
+// parse errors by field name, but operators know the variable.
+func envKeys(t reflect.Type, into map[string]string) map[string]string {
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if f.Anonymous && f.Type.Kind() == reflect.Struct {
+			envKeys(f.Type, into)
+			continue
+		}
+		if key, _, _ := strings.Cut(f.Tag.Get("env"), ","); key != "" {
+			into[f.Name] = key
+		}
+	}
+	return into
+}
+
+func describe(err error, keys map[string]string) string {
+	var missing env.VarIsNotSetError
+	var empty env.EmptyVarError
+	var parse env.ParseError
+	switch {
+	case errors.As(err, &missing):
+		return missing.Key + " is not set"
+	case errors.As(err, &empty):
+		return empty.Key + " is empty"
+	case errors.As(err, &parse):
+		name := parse.Name
+		if key, ok := keys[name]; ok {
+			name = key
+		}
+		return fmt.Sprintf("%s is malformed: %v", name, parse.Err)
+	}
+	return err.Error()
+}
+
+func environ() map[string]string {
+	m := map[string]string{}
+	for _, kv := range os.Environ() {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			m[k] = v
+		}
+	}
+	return m
+}
