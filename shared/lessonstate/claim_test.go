@@ -1,0 +1,242 @@
+package lessonstate
+
+import (
+	"errors"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Many deliveries of one message race for a stage: one owns it, the rest see
+// a live lease.
+func TestClaimConcurrent(t *testing.T) {
+	s, _, _ := newStore(t)
+	create(t, s, "L1")
+	const n = 8
+	var (
+		wg       sync.WaitGroup
+		outcomes = make([]ClaimOutcome, n)
+		errs     = make([]error, n)
+		tokens   = make([]string, n)
+	)
+	for i := range n {
+		wg.Go(func() {
+			c, err := s.Claim(t.Context(), "L1", StageDownload, 1, time.Minute)
+			outcomes[i], errs[i], tokens[i] = c.Outcome, err, c.Token
+		})
+	}
+	wg.Wait()
+	claimed, busy := 0, 0
+	var token string
+	for i := range n {
+		if errs[i] != nil {
+			t.Fatalf("claim %d: %v", i, errs[i])
+		}
+		switch outcomes[i] {
+		case Claimed:
+			claimed++
+			token = tokens[i]
+		case Busy:
+			busy++
+		default:
+			t.Errorf("claim %d: outcome %v", i, outcomes[i])
+		}
+	}
+	if claimed != 1 || busy != n-1 {
+		t.Fatalf("claimed %d, busy %d; want 1 and %d", claimed, busy, n-1)
+	}
+	rec := mustLesson(t, s, "L1").Stages[StageDownload]
+	if rec.State != StateRunning || rec.Token != token || rec.Attempts != 1 || !rec.LeaseUntil.Equal(t0.Add(time.Minute)) {
+		t.Fatalf("stored record %+v, want running with the winner's token, attempt 1, lease to %v", rec, t0.Add(time.Minute))
+	}
+}
+
+func TestClaimOutcomes(t *testing.T) {
+	s, client, _ := newStore(t)
+	create(t, s, "done")
+	runStage(t, s, "done", StageDownload, 1)
+
+	create(t, s, "bumped") // v1, then a title change makes v2
+	if _, _, err := s.ApplyDetected(t.Context(), "bumped", observed("Intro, revised", "video-1")); err != nil {
+		t.Fatal(err)
+	}
+	create(t, s, "removed")
+	if _, err := s.MarkRemoved(t.Context(), "removed", "run-2"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.ApplyDetected(t.Context(), "nomedia", observed("Quiz", "")); err != nil {
+		t.Fatal(err)
+	}
+	create(t, s, "fresh")
+
+	tests := []struct {
+		name    string
+		id      string
+		stage   string
+		version int
+		want    ClaimOutcome
+		wantErr error
+	}{
+		{"duplicate delivery after complete", "done", StageDownload, 1, AlreadyDone, nil},
+		{"older version", "bumped", StageEnrich, 1, Stale, nil},
+		{"current version after bump", "bumped", StageEnrich, 2, Claimed, nil},
+		{"newer than the document", "fresh", StageDownload, 2, 0, ErrVersionAhead},
+		{"removed lesson", "removed", StageSync, 1, Stale, nil},
+		{"no media", "nomedia", StageDownload, 1, Skipped, nil},
+		{"no media, later stage", "nomedia", StageTranscribe, 1, Skipped, nil},
+		{"missing lesson", "nope", StageDownload, 1, 0, ErrNotFound},
+		{"pending", "fresh", StageDownload, 1, Claimed, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.wantErr != nil {
+				_, err := s.Claim(t.Context(), tt.id, tt.stage, tt.version, time.Minute)
+				if !errors.Is(err, tt.wantErr) {
+					t.Fatalf("err = %v, want %v", err, tt.wantErr)
+				}
+				return
+			}
+			before := updateTime(t, client, CollLessons, tt.id)
+			c, err := s.Claim(t.Context(), tt.id, tt.stage, tt.version, time.Minute)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Outcome != tt.want {
+				t.Fatalf("outcome %v, want %v", c.Outcome, tt.want)
+			}
+			after := updateTime(t, client, CollLessons, tt.id)
+			if wrote := !after.Equal(before); wrote != (tt.want == Claimed) {
+				t.Fatalf("document written = %v for outcome %v", wrote, c.Outcome)
+			}
+			if tt.want == Claimed && (c.Token == "" || c.Stage.Token != c.Token || c.Lesson.Stages[tt.stage].Token != c.Token) {
+				t.Fatalf("claim %+v lacks its token", c)
+			}
+			if tt.want != Claimed && c.Token != "" {
+				t.Fatalf("outcome %v came with token %q", c.Outcome, c.Token)
+			}
+		})
+	}
+}
+
+func TestClaimUnknownStage(t *testing.T) {
+	s, _, _ := newStore(t)
+	create(t, s, "L1")
+	if _, err := s.Claim(t.Context(), "L1", "transcode", 1, time.Minute); err == nil {
+		t.Fatal("claim of an unknown stage succeeded")
+	}
+}
+
+func TestCompleteRecordsOutputs(t *testing.T) {
+	s, client, clk := newStore(t)
+	create(t, s, "L1")
+	c, err := s.Claim(t.Context(), "L1", StageDownload, 1, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(10 * time.Second)
+	outputs := map[string]string{"object": "gs://raw/lessons/L1/v1/source.mp4"}
+	if err := s.Complete(t.Context(), "L1", StageDownload, 1, c.Token, outputs); err != nil {
+		t.Fatal(err)
+	}
+	rec := mustLesson(t, s, "L1").Stages[StageDownload]
+	if rec.State != StateDone || rec.Outputs["object"] != outputs["object"] || !rec.FinishedAt.Equal(t0.Add(10*time.Second)) ||
+		!rec.LeaseUntil.IsZero() || !rec.StartedAt.Equal(t0) || rec.Version != 1 || rec.Attempts != 1 {
+		t.Fatalf("record after complete: %+v", rec)
+	}
+	// A repeated Complete (reply lost) changes nothing; a duplicate delivery
+	// finds the stage done and changes nothing either.
+	before := updateTime(t, client, CollLessons, "L1")
+	if err := s.Complete(t.Context(), "L1", StageDownload, 1, c.Token, outputs); err != nil {
+		t.Fatalf("repeated complete: %v", err)
+	}
+	if got, err := s.Claim(t.Context(), "L1", StageDownload, 1, time.Minute); err != nil || got.Outcome != AlreadyDone {
+		t.Fatalf("duplicate delivery: %v, %v", got.Outcome, err)
+	}
+	if after := updateTime(t, client, CollLessons, "L1"); !after.Equal(before) {
+		t.Fatalf("document rewritten: update time %v -> %v", before, after)
+	}
+	if err := s.Complete(t.Context(), "L1", StageDownload, 1, "someone-else", outputs); !errors.Is(err, ErrLeaseLost) {
+		t.Fatalf("complete with a foreign token: %v, want ErrLeaseLost", err)
+	}
+}
+
+// A lease that ran out is taken over; the first owner can no longer write.
+func TestLeaseExpiry(t *testing.T) {
+	s, _, clk := newStore(t)
+	create(t, s, "L1")
+	first, err := s.Claim(t.Context(), "L1", StageTranscribe, 1, time.Minute)
+	if err != nil || first.Outcome != Claimed {
+		t.Fatalf("first claim: %v, %v", first.Outcome, err)
+	}
+	clk.Advance(59 * time.Second)
+	if c, err := s.Claim(t.Context(), "L1", StageTranscribe, 1, time.Minute); err != nil || c.Outcome != Busy {
+		t.Fatalf("claim within the lease: %v, %v; want busy", c.Outcome, err)
+	}
+	clk.Advance(2 * time.Second)
+	second, err := s.Claim(t.Context(), "L1", StageTranscribe, 1, time.Minute)
+	if err != nil || second.Outcome != Claimed {
+		t.Fatalf("claim after the lease: %v, %v; want claimed", second.Outcome, err)
+	}
+	if second.Token == first.Token {
+		t.Fatal("takeover kept the old token")
+	}
+	if second.Stage.Attempts != 2 || !second.Stage.StartedAt.Equal(clk.Now()) {
+		t.Fatalf("takeover record %+v, want attempt 2 started now", second.Stage)
+	}
+	if err := s.Complete(t.Context(), "L1", StageTranscribe, 1, first.Token, nil); !errors.Is(err, ErrLeaseLost) {
+		t.Fatalf("old owner's complete: %v, want ErrLeaseLost", err)
+	}
+	if _, err := s.Fail(t.Context(), "L1", StageTranscribe, 1, first.Token, "late", true); !errors.Is(err, ErrLeaseLost) {
+		t.Fatalf("old owner's fail: %v, want ErrLeaseLost", err)
+	}
+	if err := s.Complete(t.Context(), "L1", StageTranscribe, 1, second.Token, map[string]string{"n": "1"}); err != nil {
+		t.Fatalf("new owner's complete: %v", err)
+	}
+}
+
+func TestFail(t *testing.T) {
+	s, _, _ := newStore(t, WithMaxAttempts(2))
+	create(t, s, "L1")
+	ctx := t.Context()
+
+	c1, err := s.Claim(ctx, "L1", StageAnalyze, 1, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	state, err := s.Fail(ctx, "L1", StageAnalyze, 1, c1.Token, "gemini 503", true)
+	if err != nil || state != StatePending {
+		t.Fatalf("retryable fail below max: %q, %v; want pending", state, err)
+	}
+	rec := mustLesson(t, s, "L1").Stages[StageAnalyze]
+	if rec.State != StatePending || rec.Error != "gemini 503" || rec.Token != "" || !rec.LeaseUntil.IsZero() {
+		t.Fatalf("record after retryable fail: %+v", rec)
+	}
+	// The redelivery claims it at once, though the lease had not run out.
+	c2, err := s.Claim(ctx, "L1", StageAnalyze, 1, time.Minute)
+	if err != nil || c2.Outcome != Claimed || c2.Stage.Attempts != 2 || c2.Stage.Error != "" {
+		t.Fatalf("claim after retryable fail: %v %+v %v", c2.Outcome, c2.Stage, err)
+	}
+	state, err = s.Fail(ctx, "L1", StageAnalyze, 1, c2.Token, "gemini 503 again", true)
+	if err != nil || state != StateFailed {
+		t.Fatalf("retryable fail at max attempts: %q, %v; want failed", state, err)
+	}
+	rec = mustLesson(t, s, "L1").Stages[StageAnalyze]
+	if rec.State != StateFailed || rec.Error != "gemini 503 again" || rec.FinishedAt.IsZero() || rec.Attempts != 2 {
+		t.Fatalf("record after final fail: %+v", rec)
+	}
+	if c, err := s.Claim(ctx, "L1", StageAnalyze, 1, time.Minute); err != nil || c.Outcome != AlreadyFailed {
+		t.Fatalf("claim after final fail: %v, %v; want already-failed", c.Outcome, err)
+	}
+
+	// A permanent failure is final on the first attempt.
+	c3, err := s.Claim(ctx, "L1", StageDownload, 1, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if state, err := s.Fail(ctx, "L1", StageDownload, 1, c3.Token, "checksum mismatch", false); err != nil || state != StateFailed {
+		t.Fatalf("permanent fail: %q, %v; want failed", state, err)
+	}
+	if _, err := s.Fail(ctx, "L1", StageDownload, 1, c3.Token, "again", false); !errors.Is(err, ErrLeaseLost) {
+		t.Fatalf("fail of a finished stage: %v, want ErrLeaseLost", err)
+	}
+}
