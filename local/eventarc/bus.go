@@ -1,0 +1,245 @@
+package eventarc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"cloud.google.com/go/pubsub/v2"
+
+	"github.com/coursekb/pipeline/shared/events"
+)
+
+// Outcome is what became of one delivery attempt.
+type Outcome string
+
+const (
+	// Delivered: the target answered 2xx; the message is acknowledged.
+	Delivered Outcome = "delivered"
+	// Retrying: the attempt failed; the message is nacked after the
+	// backoff and will be redelivered.
+	Retrying Outcome = "retrying"
+	// Exhausted: the last allowed attempt failed; the message is nacked and
+	// the dead-letter policy moves it to the dead-letter topic.
+	Exhausted Outcome = "exhausted"
+	// Ignored: the message is not an event for the target (a Cloud Storage
+	// notification other than OBJECT_FINALIZE); it is acknowledged unsent.
+	Ignored Outcome = "ignored"
+	// DeadLettered: the message was read from the route's dead-letter
+	// subscription (Options.ObserveDeadLetters) and acknowledged there.
+	DeadLettered Outcome = "dead-lettered"
+)
+
+// Delivery reports one delivery attempt, or one dead letter read.
+type Delivery struct {
+	Route        string // Route.Name
+	Subscription string // the subscription id the message came from
+	MessageID    string
+	LessonID     string // the lessonId attribute, or the object's lessonId metadata
+	EventType    string // the CloudEvent type sent; empty for dead letters
+	Attempt      int    // 1-based; for a dead letter, the attempts made before
+	Status       int    // HTTP status; 0 when no answer came
+	Err          error  // why the attempt failed; nil when delivered
+	Outcome      Outcome
+	Backoff      time.Duration // wait before the nack, for Retrying
+	Duration     time.Duration // time the target took
+}
+
+// Options configure a Bus. The zero value works.
+type Options struct {
+	// HTTPClient sends events; default a client without timeout (the
+	// subscriber extends the message's ack deadline while a function runs).
+	HTTPClient *http.Client
+	// Logger; default slog.Default().
+	Logger *slog.Logger
+	// Observer, when set, is told of every delivery attempt. It is called
+	// from many goroutines at once and should return quickly.
+	Observer func(Delivery)
+	// ObserveDeadLetters makes Run also receive each dead-letter
+	// subscription Setup made, report every message there as DeadLettered
+	// and acknowledge it. Leave it off to read dead letters yourself.
+	ObserveDeadLetters bool
+}
+
+// Bus delivers the messages of its routes' subscriptions to their targets.
+type Bus struct {
+	client    *pubsub.Client
+	projectID string
+	routes    []Route
+	opts      Options
+
+	mu       sync.Mutex
+	attempts map[string]int // by subscription and message id, when the service does not count
+}
+
+// New returns a Bus over client (connected to the Pub/Sub emulator) for
+// routes in projectID. Routes are checked by Run.
+func New(client *pubsub.Client, projectID string, routes []Route, opts Options) *Bus {
+	if opts.HTTPClient == nil {
+		opts.HTTPClient = &http.Client{}
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Bus{client: client, projectID: projectID, routes: routes, opts: opts, attempts: map[string]int{}}
+}
+
+// Run receives every route's subscription (and, with ObserveDeadLetters,
+// every dead-letter subscription) until ctx ends, then returns nil once the
+// messages in hand are settled. It returns an error at once for invalid
+// routes, and when a subscription cannot be received (for example it does
+// not exist: run Setup first), after stopping the other receivers.
+func (b *Bus) Run(ctx context.Context) error {
+	routes, err := prepare(b.routes)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
+	receive := func(name string, handle func(context.Context, *pubsub.Message)) {
+		wg.Go(func() {
+			sub := b.client.Subscriber(name)
+			sub.ReceiveSettings.MaxOutstandingMessages = 100
+			if err := sub.Receive(ctx, handle); err != nil {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("eventarc: receive %s: %w", name, err))
+				mu.Unlock()
+				cancel()
+			}
+		})
+	}
+	dlqs := map[string][]Route{}
+	for _, r := range routes {
+		receive(resourceName(b.projectID, "subscriptions", r.Subscription), func(ctx context.Context, m *pubsub.Message) {
+			b.deliver(ctx, r, m)
+		})
+		dl := deadLetterSubscription(b.projectID, r)
+		dlqs[dl] = append(dlqs[dl], r)
+	}
+	if b.opts.ObserveDeadLetters {
+		for name, rs := range dlqs {
+			receive(name, func(_ context.Context, m *pubsub.Message) { b.deadLetter(rs, m) })
+		}
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// deliver makes one delivery attempt of m to r's target and settles m.
+func (b *Bus) deliver(ctx context.Context, r Route, m *pubsub.Message) {
+	d := Delivery{Route: r.Name, Subscription: lastSegment(r.Subscription), MessageID: m.ID, LessonID: m.Attributes[events.AttrLessonID]}
+	d.Attempt = b.attempt(d.Subscription, m)
+	log := b.opts.Logger.With("route", r.Name, "messageId", m.ID, "lessonId", d.LessonID, "attempt", d.Attempt)
+
+	req, err := b.request(ctx, r, m, &d)
+	if req == nil && err == nil {
+		d.Outcome = Ignored
+		log.Debug("eventarc: message ignored", "eventType", m.Attributes["eventType"])
+		b.settle(d, m, true)
+		return
+	}
+	if err == nil {
+		start := time.Now()
+		d.Status, err = b.send(req)
+		d.Duration = time.Since(start)
+	}
+	if err == nil {
+		d.Outcome = Delivered
+		log.Debug("eventarc: delivered", "status", d.Status, "duration", d.Duration)
+		b.settle(d, m, true)
+		return
+	}
+	d.Err = err
+	d.Outcome = Exhausted
+	if d.Attempt < r.MaxDeliveryAttempts {
+		d.Outcome, d.Backoff = Retrying, r.backoff(d.Attempt)
+	}
+	log.Warn("eventarc: delivery failed", "status", d.Status, "error", err, "outcome", d.Outcome, "backoff", d.Backoff)
+	if d.Outcome == Retrying {
+		t := time.NewTimer(d.Backoff)
+		select {
+		case <-t.C:
+		case <-ctx.Done(): // shutting down: hand the message back now
+			t.Stop()
+		}
+	}
+	b.settle(d, m, false)
+}
+
+// send POSTs req and returns the status; any answer but 2xx is an error.
+func (b *Bus) send(req *http.Request) (int, error) {
+	resp, err := b.opts.HTTPClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		return resp.StatusCode, nil
+	}
+	msg := strings.TrimSpace(string(body))
+	if len(msg) > 200 {
+		msg = msg[:200] + "..."
+	}
+	return resp.StatusCode, fmt.Errorf("%s answered %s: %s", req.URL.Redacted(), resp.Status, msg)
+}
+
+// attempt returns m's 1-based delivery attempt: the service's count when the
+// subscription has a dead-letter policy (Setup gives it one), else ours.
+func (b *Bus) attempt(sub string, m *pubsub.Message) int {
+	if m.DeliveryAttempt != nil {
+		return *m.DeliveryAttempt
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.attempts[sub+"/"+m.ID]++
+	return b.attempts[sub+"/"+m.ID]
+}
+
+// settle acks or nacks m and reports d.
+func (b *Bus) settle(d Delivery, m *pubsub.Message, ack bool) {
+	if ack {
+		m.Ack()
+	} else {
+		m.Nack()
+	}
+	if d.Outcome != Retrying {
+		b.mu.Lock()
+		delete(b.attempts, d.Subscription+"/"+m.ID)
+		b.mu.Unlock()
+	}
+	if b.opts.Observer != nil {
+		b.opts.Observer(d)
+	}
+}
+
+// deadLetter reports and acknowledges a message read from a dead-letter
+// subscription shared by routes.
+func (b *Bus) deadLetter(routes []Route, m *pubsub.Message) {
+	source := m.Attributes["CloudPubSubDeadLetterSourceSubscription"]
+	d := Delivery{Route: routes[0].Name, Subscription: source, MessageID: m.ID, LessonID: m.Attributes[events.AttrLessonID], Outcome: DeadLettered}
+	for _, r := range routes {
+		if lastSegment(r.Subscription) == lastSegment(source) {
+			d.Route = r.Name
+		}
+	}
+	d.Attempt, _ = strconv.Atoi(m.Attributes["CloudPubSubDeadLetterSourceDeliveryCount"])
+	b.opts.Logger.Warn("eventarc: dead letter", "route", d.Route, "messageId", m.ID, "lessonId", d.LessonID, "attempts", d.Attempt)
+	m.Ack()
+	if b.opts.Observer != nil {
+		b.opts.Observer(d)
+	}
+}
