@@ -1,0 +1,10 @@
+// Package pipeline is the root of the source archive Cloud Functions builds:
+// importing every function package registers each one's entry point with
+// functions-framework, so one archive deploys every function, each selected
+// by its entry point (FUNCTION_TARGET).
+package pipeline
+
+import (
+	_ "github.com/coursekb/pipeline/functions/detector"
+	_ "github.com/coursekb/pipeline/functions/downloader"
+)

@@ -1,0 +1,181 @@
+// Package detector is the HTTP Cloud Function Cloud Scheduler calls: it runs
+// one detection run (shared/detect) over the producer's Hotmart courses and
+// answers with the run's summary.
+package detector
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"cloud.google.com/go/firestore"
+	"cloud.google.com/go/pubsub/v2"
+	"cloud.google.com/go/storage"
+	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
+
+	"github.com/coursekb/pipeline/shared/config"
+	"github.com/coursekb/pipeline/shared/detect"
+	"github.com/coursekb/pipeline/shared/events"
+	"github.com/coursekb/pipeline/shared/hotmart"
+	"github.com/coursekb/pipeline/shared/lessonstate"
+	"github.com/coursekb/pipeline/shared/logging"
+	"github.com/coursekb/pipeline/shared/media"
+	"github.com/coursekb/pipeline/shared/tracing"
+)
+
+// EntryPoint is the function's name for functions-framework and Terraform.
+const EntryPoint = "Detector"
+
+func init() {
+	functions.HTTP(EntryPoint, entry)
+}
+
+var instance = sync.OnceValues(func() (*Handler, error) {
+	return NewFromEnv(context.Background())
+})
+
+func entry(w http.ResponseWriter, r *http.Request) {
+	h, err := instance()
+	if err != nil {
+		logging.Default().ErrorContext(r.Context(), "detector cannot start", "error", err.Error())
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	h.ServeHTTP(w, r)
+}
+
+// Handler runs a detection per request.
+type Handler struct {
+	hotmart   detect.Hotmart
+	store     detect.Store
+	publisher detect.Publisher
+	catalog   detect.Catalog
+	// resolver is built per run: the producer adds media between runs, and
+	// a manifest read once per instance would never see it.
+	resolver func(ctx context.Context) (detect.MediaResolver, error)
+	budget   time.Duration
+	log      *slog.Logger
+}
+
+// Deps are the handler's collaborators.
+type Deps struct {
+	Hotmart   detect.Hotmart
+	Store     detect.Store
+	Publisher detect.Publisher
+	Catalog   detect.Catalog
+	Resolver  func(ctx context.Context) (detect.MediaResolver, error)
+	Budget    time.Duration
+	Log       *slog.Logger
+}
+
+// New returns a handler.
+func New(d Deps) *Handler {
+	return &Handler{hotmart: d.Hotmart, store: d.Store, publisher: d.Publisher, catalog: d.Catalog,
+		resolver: d.Resolver, budget: d.Budget, log: d.Log}
+}
+
+// NewFromEnv builds the handler and its clients from the environment
+// (config.Detector).
+func NewFromEnv(ctx context.Context) (*Handler, error) {
+	var cfg config.Detector
+	if err := config.Load(&cfg); err != nil {
+		return nil, fmt.Errorf("detector: %w", err)
+	}
+	catalog, err := detect.ParseCatalog(cfg.CourseCatalog)
+	if err != nil {
+		return nil, fmt.Errorf("detector: COURSE_CATALOG: %w", err)
+	}
+	log := logging.New(os.Stdout, cfg.LogLevel, cfg.ProjectID)
+	hm, err := hotmart.New(hotmart.Config{
+		BaseURL: cfg.Hotmart.BaseURL, TokenURL: cfg.Hotmart.TokenURL,
+		ClientID: cfg.Hotmart.ClientID, ClientSecret: cfg.Hotmart.ClientSecret, BasicToken: cfg.Hotmart.BasicToken,
+		RequestsPerMinute: cfg.Hotmart.RequestsPerMinute, Logger: log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("detector: %w", err)
+	}
+	fs, err := firestore.NewClient(ctx, cfg.ProjectID)
+	if err != nil {
+		return nil, fmt.Errorf("detector: firestore client: %w", err)
+	}
+	st, err := storage.NewClient(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("detector: storage client: %w", err)
+	}
+	ps, err := pubsub.NewClient(ctx, cfg.ProjectID)
+	if err != nil {
+		return nil, fmt.Errorf("detector: pubsub client: %w", err)
+	}
+	hc := &http.Client{Timeout: time.Minute}
+	resolver := func(ctx context.Context) (detect.MediaResolver, error) {
+		var manifest *media.Manifest
+		if cfg.MediaManifestURI != "" {
+			m, err := media.LoadManifest(ctx, cfg.MediaManifestURI, st, hc)
+			if err != nil {
+				return nil, fmt.Errorf("load media manifest %s: %w", cfg.MediaManifestURI, err)
+			}
+			manifest = m
+		}
+		return media.NewResolver(manifest, st, cfg.RawBucket, cfg.MediaIngestPrefix), nil
+	}
+	return New(Deps{
+		Hotmart: hm, Store: lessonstate.New(fs), Publisher: events.NewPublisher(ps), Catalog: catalog,
+		Resolver: resolver, Budget: cfg.Budget, Log: log,
+	}), nil
+}
+
+// Summary is the detector's answer.
+type Summary struct {
+	RunID         string             `json:"runId"`
+	Complete      bool               `json:"complete"`
+	Cursor        string             `json:"cursor,omitempty"`
+	Counts        lessonstate.Counts `json:"counts"`
+	AwaitingMedia []string           `json:"awaitingMedia,omitempty"`
+	Errors        []string           `json:"errors,omitempty"`
+}
+
+// ServeHTTP runs one detection. It answers 500 only when the run could do
+// nothing useful, so Cloud Scheduler's retry is spent where it helps.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	ctx, span := tracing.Start(logging.WithLogger(r.Context(), h.log), "detect")
+	defer span.End()
+	runID := newRunID(time.Now())
+	log := h.log.With("runId", runID, logging.KeyStage, "detect")
+	resolver, err := h.resolver(ctx)
+	if err != nil {
+		log.ErrorContext(ctx, "detection cannot start", "error", err.Error())
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	d := detect.New(h.hotmart, resolver, h.store, h.publisher, h.catalog, log)
+	run, err := d.Run(ctx, detect.RunOptions{RunID: runID, Budget: h.budget})
+	sum := Summary{RunID: runID, Complete: run.Complete, Cursor: run.Cursor, Counts: run.Counts,
+		AwaitingMedia: run.AwaitingMedia, Errors: run.Errors}
+	status := http.StatusOK
+	if err != nil {
+		span.RecordError(err)
+		log.ErrorContext(ctx, "detection failed", "error", err.Error())
+		status = http.StatusInternalServerError
+		sum.Errors = append(sum.Errors, err.Error())
+	} else {
+		log.InfoContext(ctx, "detection finished", "complete", run.Complete, "new", run.Counts.New,
+			"changed", run.Counts.Changed, "removed", run.Counts.Removed, "unchanged", run.Counts.Unchanged)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(sum)
+}
+
+// newRunID is sortable by time and unique across concurrent runs.
+func newRunID(now time.Time) string {
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	return "run-" + now.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b)
+}

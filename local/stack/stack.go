@@ -1,0 +1,442 @@
+// Package stack runs the whole pipeline on one machine (DESIGN.md section 6):
+// the official Firestore and Pub/Sub emulators, an in-process Cloud Storage
+// server, the local Hotmart server and media host, the functions themselves
+// served by functions-framework in their own process (the binary Cloud
+// Functions would run), and the local Eventarc delivering CloudEvents to them.
+// `pipeline run` and the end-to-end tests both use it: there is one stack.
+package stack
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"cloud.google.com/go/firestore"
+	"cloud.google.com/go/pubsub/v2"
+	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
+	"cloud.google.com/go/storage"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/coursekb/pipeline/functions/detector"
+	"github.com/coursekb/pipeline/local/emulators"
+	"github.com/coursekb/pipeline/local/eventarc"
+	"github.com/coursekb/pipeline/local/gcs"
+	"github.com/coursekb/pipeline/local/hotmart"
+	"github.com/coursekb/pipeline/local/mediahost"
+	"github.com/coursekb/pipeline/local/sample"
+	"github.com/coursekb/pipeline/shared/events"
+	"github.com/coursekb/pipeline/shared/lessonstate"
+)
+
+// Names the stack gives the cloud resources, as Terraform does.
+const (
+	DefaultProjectID = "coursekb-local"
+	RawBucket        = "coursekb-raw"
+	ArtifactBucket   = "coursekb-artifacts"
+	// FinalizeTopic carries the raw bucket's object notifications.
+	FinalizeTopic = "raw-object-finalized"
+	// ManifestObject is where the stack puts the media manifest, as a
+	// producer would in production.
+	ManifestObject = "media/manifest.json"
+)
+
+// Options configure Start.
+type Options struct {
+	// Dir holds the stack's files (storage, binaries); required.
+	Dir string
+	// ProjectID names the project in the emulators (default
+	// DefaultProjectID); tests sharing emulators use one each.
+	ProjectID string
+	// Catalog is the course the local Hotmart server serves.
+	Catalog sample.Catalog
+	// MediaDir is what the media host serves; Videos are listed in the
+	// media manifest (the videos sample.Generate made there).
+	MediaDir string
+	Videos   []sample.Video
+	// Logs receives the functions' and servers' logs (default: discarded).
+	Logs io.Writer
+	// Observer is told of every delivery the local Eventarc makes.
+	Observer func(eventarc.Delivery)
+	// MinBackoff and MaxBackoff bound redelivery waits (defaults 1 s, 10 s:
+	// shorter than Pub/Sub's so a demo does not stall).
+	MinBackoff, MaxBackoff time.Duration
+	// MaxDeliveryAttempts before a message is dead-lettered (default 5).
+	MaxDeliveryAttempts int
+	// Env adds or overrides variables of the functions' environment.
+	Env map[string]string
+}
+
+// Stack is a running one-machine pipeline.
+type Stack struct {
+	opts      Options
+	ProjectID string
+
+	Firestore, PubSub *emulators.Emulator
+	GCS               *gcs.Server
+	Hotmart           *hotmart.Server
+	HotmartURL        string
+	Media             *mediahost.Host
+	MediaURL          string
+	FunctionsURL      string
+
+	FS      *firestore.Client
+	PS      *pubsub.Client
+	Storage *storage.Client
+	State   *lessonstate.Store
+
+	stops     []func()
+	busCancel context.CancelFunc
+	busDone   chan error
+	mu        sync.Mutex
+}
+
+// Routes are the subscriptions of ours that feed the functions (DESIGN.md
+// section 2), pointed at functionsURL.
+func Routes(functionsURL string, o Options) []eventarc.Route {
+	return []eventarc.Route{{
+		Name:                "downloader",
+		Topic:               events.TopicLessonDiscovered,
+		Subscription:        "downloader-sub",
+		Target:              functionsURL + "/Downloader",
+		DeadLetterTopic:     events.TopicLessonDiscovered + "-dlq",
+		MaxDeliveryAttempts: o.MaxDeliveryAttempts,
+		MinBackoff:          o.MinBackoff,
+		MaxBackoff:          o.MaxBackoff,
+	}}
+}
+
+// Topics the functions publish to that no route of this stage reads yet;
+// they must exist for publishing to succeed.
+var publishedTopics = []string{
+	events.TopicLessonProcessed, events.TopicLessonEnriched, events.TopicLessonEvents, events.TopicLessonReplay, FinalizeTopic,
+}
+
+// Start brings the stack up. On error everything started so far is stopped.
+// It sets the emulator variables in this process's environment, so clients
+// made afterwards (and the Cloud Storage server's notifier) find them.
+func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
+	if opts.Dir == "" {
+		return nil, errors.New("stack: Options.Dir is required")
+	}
+	if opts.Logs == nil {
+		opts.Logs = io.Discard
+	}
+	if opts.MinBackoff == 0 {
+		opts.MinBackoff = time.Second
+	}
+	if opts.MaxBackoff == 0 {
+		opts.MaxBackoff = 10 * time.Second
+	}
+	if opts.MaxDeliveryAttempts == 0 {
+		opts.MaxDeliveryAttempts = eventarc.DefaultMaxDeliveryAttempts
+	}
+	if opts.ProjectID == "" {
+		opts.ProjectID = DefaultProjectID
+	}
+	s := &Stack{opts: opts, ProjectID: opts.ProjectID}
+	defer func() {
+		if err != nil {
+			s.Stop()
+		}
+	}()
+
+	// Build the functions while the emulators start: both take seconds.
+	type built struct {
+		path string
+		err  error
+	}
+	binc := make(chan built, 1)
+	go func() {
+		p, err := Build(ctx, "./cmd/functions", filepath.Join(opts.Dir, "bin"))
+		binc <- built{p, err}
+	}()
+
+	if s.Firestore, err = emulators.Start(ctx, emulators.Firestore); err != nil {
+		return nil, err
+	}
+	s.stops = append(s.stops, s.Firestore.Stop)
+	if s.PubSub, err = emulators.Start(ctx, emulators.PubSub); err != nil {
+		return nil, err
+	}
+	s.stops = append(s.stops, s.PubSub.Stop)
+	s.setenv(emulators.Firestore.EnvVar(), s.Firestore.Host)
+	s.setenv(emulators.PubSub.EnvVar(), s.PubSub.Host)
+
+	if s.PS, err = pubsub.NewClient(ctx, s.ProjectID); err != nil {
+		return nil, fmt.Errorf("stack: pubsub client: %w", err)
+	}
+	s.stops = append(s.stops, func() { s.PS.Close() })
+	for _, t := range publishedTopics {
+		if err := createTopic(ctx, s.PS, s.ProjectID, t); err != nil {
+			return nil, err
+		}
+	}
+
+	if s.GCS, err = gcs.Start(gcs.Options{
+		Root: filepath.Join(opts.Dir, "gcs"), Buckets: []string{RawBucket, ArtifactBucket},
+		NotifyProjectID: s.ProjectID, NotifyTopic: FinalizeTopic, NotifyBucket: RawBucket, NotifyPrefix: "lessons/",
+	}); err != nil {
+		return nil, fmt.Errorf("stack: storage server: %w", err)
+	}
+	s.stops = append(s.stops, s.GCS.Stop)
+	s.setenv("STORAGE_EMULATOR_HOST", s.GCS.Host())
+	s.Storage = s.GCS.Client()
+
+	if s.FS, err = firestore.NewClient(ctx, s.ProjectID); err != nil {
+		return nil, fmt.Errorf("stack: firestore client: %w", err)
+	}
+	s.stops = append(s.stops, func() { s.FS.Close() })
+	s.State = lessonstate.New(s.FS)
+
+	s.Hotmart = hotmart.NewServer(opts.Catalog, hotmart.Options{})
+	url, closeHotmart, err := s.Hotmart.Listen("127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("stack: hotmart server: %w", err)
+	}
+	s.HotmartURL = url
+	s.stops = append(s.stops, func() { closeHotmart() })
+
+	if s.Media, err = mediahost.New(opts.MediaDir); err != nil {
+		return nil, err
+	}
+	mediaSrv, err := s.Media.Listen("127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	s.MediaURL = mediaSrv.URL()
+	s.stops = append(s.stops, func() { mediaSrv.Close() })
+	if err := s.PutManifest(ctx, opts.Videos); err != nil {
+		return nil, err
+	}
+
+	b := <-binc
+	if b.err != nil {
+		return nil, fmt.Errorf("stack: %w", b.err)
+	}
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	s.FunctionsURL = "http://" + addr
+	fn, err := startProcess("functions", b.path, s.functionsEnv(addr), opts.Logs)
+	if err != nil {
+		return nil, err
+	}
+	s.stops = append(s.stops, fn.stop)
+	if err := fn.waitHTTP(ctx, s.FunctionsURL+"/", 60*time.Second); err != nil {
+		return nil, fmt.Errorf("stack: %w", err)
+	}
+
+	routes := Routes(s.FunctionsURL, opts)
+	if err := eventarc.Setup(ctx, s.PS, s.ProjectID, routes); err != nil {
+		return nil, fmt.Errorf("stack: %w", err)
+	}
+	bus := eventarc.New(s.PS, s.ProjectID, routes, eventarc.Options{
+		Observer: opts.Observer, ObserveDeadLetters: true,
+		Logger: slog.New(slog.NewJSONHandler(opts.Logs, nil)),
+	})
+	busCtx, cancel := context.WithCancel(context.Background())
+	s.busCancel, s.busDone = cancel, make(chan error, 1)
+	go func() { s.busDone <- bus.Run(busCtx) }()
+	return s, nil
+}
+
+func (s *Stack) functionsEnv(addr string) []string {
+	catalog := map[string]map[string]string{}
+	for _, p := range s.opts.Catalog.Products {
+		catalog[strconv.FormatInt(p.ID, 10)] = map[string]string{"subdomain": p.ClubSubdomain, "school": p.School}
+	}
+	cj, _ := json.Marshal(catalog)
+	ho := s.Hotmart.Options()
+	env := map[string]string{
+		"PORT":                    portOf(addr),
+		"HOST":                    "127.0.0.1",
+		"GOOGLE_CLOUD_PROJECT":    s.ProjectID,
+		"FIRESTORE_EMULATOR_HOST": s.Firestore.Host,
+		"PUBSUB_EMULATOR_HOST":    s.PubSub.Host,
+		"STORAGE_EMULATOR_HOST":   s.GCS.Host(),
+		"RAW_BUCKET":              RawBucket,
+		"ARTIFACTS_BUCKET":        ArtifactBucket,
+		"HOTMART_BASE_URL":        s.HotmartURL,
+		"HOTMART_TOKEN_URL":       s.HotmartURL + "/security/oauth/token",
+		"HOTMART_CLIENT_ID":       ho.ClientID,
+		"HOTMART_CLIENT_SECRET":   ho.ClientSecret,
+		"HOTMART_BASIC_TOKEN":     ho.BasicToken,
+		"COURSE_CATALOG":          string(cj),
+		"MEDIA_MANIFEST_URI":      "gs://" + RawBucket + "/" + ManifestObject,
+		"MEDIA_INGEST_PREFIX":     "ingest",
+		"DETECTION_BUDGET":        "2m",
+		"DOWNLOAD_LEASE":          "2m",
+		"LOG_LEVEL":               "info",
+	}
+	for k, v := range s.opts.Env {
+		env[k] = v
+	}
+	out := make([]string, 0, len(env))
+	for k, v := range env {
+		out = append(out, k+"="+v)
+	}
+	return out
+}
+
+// PutManifest writes the media manifest listing videos, served by the media
+// host, into the raw bucket, where the detector reads it.
+func (s *Stack) PutManifest(ctx context.Context, videos []sample.Video) error {
+	var buf bytes.Buffer
+	if err := sample.WriteManifest(videos, s.MediaURL, &buf); err != nil {
+		return err
+	}
+	return s.PutObject(ctx, RawBucket, ManifestObject, buf.Bytes(), nil)
+}
+
+// PutObject writes an object, as a producer or an earlier stage would.
+func (s *Stack) PutObject(ctx context.Context, bucket, name string, data []byte, md map[string]string) error {
+	w := s.Storage.Bucket(bucket).Object(name).NewWriter(ctx)
+	w.Metadata = md
+	if _, err := w.Write(data); err != nil {
+		w.Close()
+		return fmt.Errorf("stack: write gs://%s/%s: %w", bucket, name, err)
+	}
+	if err := w.Close(); err != nil {
+		return fmt.Errorf("stack: write gs://%s/%s: %w", bucket, name, err)
+	}
+	return nil
+}
+
+// Detect runs one detection, as Cloud Scheduler does: an HTTP call to the
+// detector function.
+func (s *Stack) Detect(ctx context.Context) (detector.Summary, error) {
+	var sum detector.Summary
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.FunctionsURL+"/Detector", nil)
+	if err != nil {
+		return sum, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return sum, fmt.Errorf("call detector: %w", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if err := json.Unmarshal(body, &sum); err != nil {
+		return sum, fmt.Errorf("detector answered %s: %s", resp.Status, body)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return sum, fmt.Errorf("detector answered %s: %v", resp.Status, sum.Errors)
+	}
+	return sum, nil
+}
+
+// Publish publishes a message the way `gcloud pubsub topics publish` does.
+func (s *Stack) Publish(ctx context.Context, topic string, data []byte, attrs map[string]string) error {
+	p := s.PS.Publisher(topic)
+	defer p.Stop()
+	_, err := p.Publish(ctx, &pubsub.Message{Data: data, Attributes: attrs}).Get(ctx)
+	return err
+}
+
+// Tap creates a subscription on topic that records what is published there
+// from now on, for tests and the demo's summary.
+func (s *Stack) Tap(ctx context.Context, topic, name string) (*Tap, error) {
+	sub := "projects/" + s.ProjectID + "/subscriptions/" + name
+	if _, err := s.PS.SubscriptionAdminClient.CreateSubscription(ctx, &pubsubpb.Subscription{
+		Name: sub, Topic: "projects/" + s.ProjectID + "/topics/" + topic,
+	}); err != nil && status.Code(err) != codes.AlreadyExists {
+		return nil, fmt.Errorf("stack: tap %s: %w", topic, err)
+	}
+	t := &Tap{}
+	tctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = s.PS.Subscriber(name).Receive(tctx, func(_ context.Context, m *pubsub.Message) {
+			t.mu.Lock()
+			t.msgs = append(t.msgs, m)
+			t.mu.Unlock()
+			m.Ack()
+		})
+	}()
+	s.mu.Lock()
+	s.stops = append(s.stops, func() { cancel(); <-done })
+	s.mu.Unlock()
+	return t, nil
+}
+
+// Tap holds the messages a tapped topic received.
+type Tap struct {
+	mu   sync.Mutex
+	msgs []*pubsub.Message
+}
+
+// Events decodes what the tap has received so far.
+func (t *Tap) Events() []events.LessonEvent {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]events.LessonEvent, 0, len(t.msgs))
+	for _, m := range t.msgs {
+		var ev events.LessonEvent
+		if json.Unmarshal(m.Data, &ev) == nil {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+// Messages returns the raw messages received so far.
+func (t *Tap) Messages() []*pubsub.Message {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return append([]*pubsub.Message(nil), t.msgs...)
+}
+
+// Stop shuts the stack down: the bus first (so nothing is delivered to a
+// stopped function), then everything else in reverse start order.
+func (s *Stack) Stop() {
+	if s.busCancel != nil {
+		s.busCancel()
+		select {
+		case <-s.busDone:
+		case <-time.After(10 * time.Second):
+		}
+		s.busCancel = nil
+	}
+	s.mu.Lock()
+	stops := s.stops
+	s.stops = nil
+	s.mu.Unlock()
+	for i := len(stops) - 1; i >= 0; i-- {
+		stops[i]()
+	}
+}
+
+// setenv sets a variable for this process until Stop, which restores it: a
+// later stack must not find the address of an emulator this one stopped.
+func (s *Stack) setenv(key, value string) {
+	old, had := os.LookupEnv(key)
+	os.Setenv(key, value)
+	s.stops = append(s.stops, func() {
+		if had {
+			os.Setenv(key, old)
+		} else {
+			os.Unsetenv(key)
+		}
+	})
+}
+
+func createTopic(ctx context.Context, ps *pubsub.Client, projectID, topic string) error {
+	_, err := ps.TopicAdminClient.CreateTopic(ctx, &pubsubpb.Topic{Name: "projects/" + projectID + "/topics/" + topic})
+	if err != nil && status.Code(err) != codes.AlreadyExists {
+		return fmt.Errorf("stack: create topic %s: %w", topic, err)
+	}
+	return nil
+}
