@@ -36,8 +36,9 @@ locals {
         MEDIA_INGEST_PREFIX = var.media_ingest_prefix
         DETECTION_BUDGET    = var.detection_budget
       }
-      secrets   = ["HOTMART_CLIENT_ID", "HOTMART_CLIENT_SECRET", "HOTMART_BASIC_TOKEN"]
-      publishes = ["lesson-discovered", "lesson-events"]
+      secrets = ["HOTMART_CLIENT_ID", "HOTMART_CLIENT_SECRET", "HOTMART_BASIC_TOKEN"]
+      # lesson-processed: a title-only change skips straight to enrich.
+      publishes = ["lesson-discovered", "lesson-processed", "lesson-events"]
       buckets = {
         raw = "roles/storage.objectViewer" # Lists the ingest prefix and reads a gs:// media manifest.
       }
@@ -81,6 +82,7 @@ locals {
     RAW_BUCKET           = google_storage_bucket.raw.name
     ARTIFACTS_BUCKET     = google_storage_bucket.artifacts.name
     LOG_LEVEL            = var.log_level
+    TRACE_EXPORTER       = "cloudtrace"
   }
 
   # Views of local.functions by trigger.

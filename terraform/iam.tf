@@ -56,6 +56,17 @@ resource "google_project_iam_member" "function_datastore_user" {
   member  = google_service_account.function[each.key].member
 }
 
+# roles/cloudtrace.agent: https://cloud.google.com/iam/docs/roles-permissions/cloudtrace#cloudtrace.agent
+# Why: every function exports its spans to Cloud Trace (TRACE_EXPORTER), so
+# one trace follows a lesson through every stage.
+resource "google_project_iam_member" "function_trace_agent" {
+  for_each = local.functions
+
+  project = var.project_id
+  role    = "roles/cloudtrace.agent"
+  member  = google_service_account.function[each.key].member
+}
+
 # Bucket roles from each spec's `buckets`, on that bucket only:
 #   roles/storage.objectViewer https://cloud.google.com/iam/docs/roles-permissions/storage#storage.objectViewer
 #   roles/storage.objectUser   https://cloud.google.com/iam/docs/roles-permissions/storage#storage.objectUser

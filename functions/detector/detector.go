@@ -93,6 +93,9 @@ func NewFromEnv(ctx context.Context) (*Handler, error) {
 		return nil, fmt.Errorf("detector: COURSE_CATALOG: %w", err)
 	}
 	log := logging.New(os.Stdout, cfg.LogLevel, cfg.ProjectID)
+	if err := tracing.SetupProcess(ctx, "detector", cfg.TraceExporter, cfg.ProjectID, cfg.TraceSampleRatio); err != nil {
+		return nil, fmt.Errorf("detector: %w", err)
+	}
 	hm, err := hotmart.New(hotmart.Config{
 		BaseURL: cfg.Hotmart.BaseURL, TokenURL: cfg.Hotmart.TokenURL,
 		ClientID: cfg.Hotmart.ClientID, ClientSecret: cfg.Hotmart.ClientSecret, BasicToken: cfg.Hotmart.BasicToken,

@@ -71,6 +71,9 @@ func NewFromEnv(ctx context.Context) (*Handler, error) {
 		return nil, fmt.Errorf("downloader: %w", err)
 	}
 	log := logging.New(os.Stdout, cfg.LogLevel, cfg.ProjectID)
+	if err := tracing.SetupProcess(ctx, "downloader", cfg.TraceExporter, cfg.ProjectID, cfg.TraceSampleRatio); err != nil {
+		return nil, fmt.Errorf("downloader: %w", err)
+	}
 	fs, err := firestore.NewClient(ctx, cfg.ProjectID)
 	if err != nil {
 		return nil, fmt.Errorf("downloader: firestore client: %w", err)

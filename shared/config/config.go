@@ -22,6 +22,9 @@ import (
 type Common struct {
 	ProjectID string `env:"GOOGLE_CLOUD_PROJECT,required"`
 	LogLevel  string `env:"LOG_LEVEL" envDefault:"info"`
+	// TraceExporter is "cloudtrace" in production, "none" on one machine.
+	TraceExporter    string  `env:"TRACE_EXPORTER" envDefault:"none"`
+	TraceSampleRatio float64 `env:"TRACE_SAMPLE_RATIO" envDefault:"1"`
 }
 
 // Hotmart is the Hotmart API endpoint and credentials.

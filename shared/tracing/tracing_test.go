@@ -184,3 +184,21 @@ func TestSetupRejectsBadOptions(t *testing.T) {
 		}
 	}
 }
+
+func TestNewExporterNames(t *testing.T) {
+	tests := []struct {
+		kind    string
+		wantNil bool
+		wantErr bool
+	}{
+		{"", true, false},
+		{ExporterNone, true, false},
+		{"jaeger", true, true},
+	}
+	for _, tt := range tests {
+		exp, err := NewExporter(t.Context(), tt.kind, "p")
+		if (err != nil) != tt.wantErr || (exp == nil) != tt.wantNil {
+			t.Errorf("NewExporter(%q) = %v, %v", tt.kind, exp, err)
+		}
+	}
+}
