@@ -16,8 +16,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
+
+	"github.com/coursekb/pipeline/local/proc"
 )
 
 // Kind names an emulator.
@@ -42,10 +43,8 @@ type Emulator struct {
 	// Host is host:port, the value of Kind.EnvVar().
 	Host string
 
-	cmd    *exec.Cmd // nil when the emulator was already running
-	done   chan struct{}
+	proc   *proc.Process // nil when the emulator was already running
 	output *lockedBuffer
-	once   sync.Once
 }
 
 // SDKRoot finds the Google Cloud CLI's installation directory.
@@ -94,7 +93,7 @@ func launcher(kind Kind, root string) (string, error) {
 // packages).
 func Start(ctx context.Context, kind Kind) (*Emulator, error) {
 	if host := os.Getenv(kind.EnvVar()); host != "" {
-		e := &Emulator{Kind: kind, Host: host, done: make(chan struct{}), output: &lockedBuffer{}}
+		e := &Emulator{Kind: kind, Host: host, output: &lockedBuffer{}}
 		if err := waitReady(ctx, e, 30*time.Second); err != nil {
 			return nil, fmt.Errorf("%s emulator at %s=%s: %w", kind, kind.EnvVar(), host, err)
 		}
@@ -122,15 +121,14 @@ func Start(ctx context.Context, kind Kind) (*Emulator, error) {
 		args = append(args, "--dir="+dir)
 	}
 	cmd := exec.Command(bin, args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	out := &lockedBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.Env = append(os.Environ(), "JAVA_TOOL_OPTIONS=-Xmx512m")
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s emulator: %w", kind, err)
+	p, err := proc.Start(string(kind)+" emulator", cmd)
+	if err != nil {
+		return nil, err
 	}
-	e := &Emulator{Kind: kind, Host: host, cmd: cmd, done: make(chan struct{}), output: out}
-	go func() { _ = cmd.Wait(); close(e.done) }()
+	e := &Emulator{Kind: kind, Host: host, proc: p, output: out}
 	if err := waitReady(ctx, e, 90*time.Second); err != nil {
 		e.Stop()
 		return nil, fmt.Errorf("%s emulator did not become ready on %s: %w\n%s", kind, host, err, out.Tail(2000))
@@ -141,10 +139,10 @@ func Start(ctx context.Context, kind Kind) (*Emulator, error) {
 func waitReady(ctx context.Context, e *Emulator, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	for {
-		select {
-		case <-e.done:
-			return errors.New("emulator process exited")
-		default:
+		if e.proc != nil {
+			if exited, err := e.proc.Exited(); exited {
+				return err
+			}
 		}
 		if answers(e.Host) {
 			return nil
@@ -180,21 +178,9 @@ func answers(host string) bool {
 // Stop stops the emulator's whole process group. It is safe to call twice and
 // does nothing for an emulator this package did not start.
 func (e *Emulator) Stop() {
-	if e == nil || e.cmd == nil {
-		return
+	if e != nil {
+		e.proc.Stop()
 	}
-	e.once.Do(func() {
-		pgid := e.cmd.Process.Pid
-		_ = syscall.Kill(-pgid, syscall.SIGTERM)
-		select {
-		case <-e.done:
-		case <-time.After(5 * time.Second):
-			_ = syscall.Kill(-pgid, syscall.SIGKILL)
-			<-e.done
-		}
-		// The JVM may outlive the launcher's exit for a moment.
-		_ = syscall.Kill(-pgid, syscall.SIGKILL)
-	})
 }
 
 // Output returns the end of what the emulator printed, for error messages.

@@ -319,7 +319,9 @@ func (s *Server) authorized(next func(http.ResponseWriter, *http.Request, sample
 	}
 }
 
-// Wire shapes (DESIGN.md section 5).
+// Wire shapes (DESIGN.md section 5). They repeat the client's on purpose: a
+// server sharing the client's structs would share a misspelled JSON tag too,
+// and the tests could not catch it.
 type (
 	productJSON struct {
 		ID        int64  `json:"id"`

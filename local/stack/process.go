@@ -5,16 +5,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
-	"syscall"
 	"time"
+
+	"github.com/coursekb/pipeline/local/proc"
 )
 
 // ModuleRoot finds the directory holding this project's go.mod, from the
@@ -53,49 +52,12 @@ func Build(ctx context.Context, pkg, dir string) (string, error) {
 	return out, nil
 }
 
-// process is a child program of the stack, stopped with its process group.
-type process struct {
-	name string
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error
-}
-
-func startProcess(name, bin string, env []string, logs io.Writer, args ...string) (*process, error) {
-	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdout, cmd.Stderr = logs, logs
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	p := &process{name: name, cmd: cmd, done: make(chan struct{})}
-	go func() { p.err = cmd.Wait(); close(p.done) }()
-	return p, nil
-}
-
-func (p *process) stop() {
-	if p == nil {
-		return
-	}
-	pgid := p.cmd.Process.Pid
-	_ = syscall.Kill(-pgid, syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(5 * time.Second):
-		_ = syscall.Kill(-pgid, syscall.SIGKILL)
-		<-p.done
-	}
-}
-
-// waitHTTP waits until url answers any HTTP status, or the process exits.
-func (p *process) waitHTTP(ctx context.Context, url string, limit time.Duration) error {
+// waitHTTP waits until url answers any HTTP status, or p exits.
+func waitHTTP(ctx context.Context, p *proc.Process, url string, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	for {
-		select {
-		case <-p.done:
-			return fmt.Errorf("%s exited: %v", p.name, p.err)
-		default:
+		if exited, err := p.Exited(); exited {
+			return err
 		}
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if resp, err := http.DefaultClient.Do(req); err == nil {
@@ -103,7 +65,7 @@ func (p *process) waitHTTP(ctx context.Context, url string, limit time.Duration)
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s did not answer on %s within %s", p.name, url, limit)
+			return fmt.Errorf("no answer on %s within %s", url, limit)
 		}
 		select {
 		case <-ctx.Done():
@@ -128,8 +90,4 @@ func portOf(addr string) string {
 		return ""
 	}
 	return port
-}
-
-func hostOf(url string) string {
-	return strings.TrimPrefix(strings.TrimPrefix(url, "http://"), "https://")
 }

@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -34,6 +35,7 @@ import (
 	"github.com/coursekb/pipeline/local/gcs"
 	"github.com/coursekb/pipeline/local/hotmart"
 	"github.com/coursekb/pipeline/local/mediahost"
+	"github.com/coursekb/pipeline/local/proc"
 	"github.com/coursekb/pipeline/local/sample"
 	"github.com/coursekb/pipeline/shared/events"
 	"github.com/coursekb/pipeline/shared/lessonstate"
@@ -229,12 +231,15 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		return nil, err
 	}
 	s.FunctionsURL = "http://" + addr
-	fn, err := startProcess("functions", b.path, s.functionsEnv(addr), opts.Logs)
+	cmd := exec.Command(b.path)
+	cmd.Env = append(os.Environ(), s.functionsEnv(addr)...)
+	cmd.Stdout, cmd.Stderr = opts.Logs, opts.Logs
+	fn, err := proc.Start("functions", cmd)
 	if err != nil {
 		return nil, err
 	}
-	s.stops = append(s.stops, fn.stop)
-	if err := fn.waitHTTP(ctx, s.FunctionsURL+"/", 60*time.Second); err != nil {
+	s.stops = append(s.stops, fn.Stop)
+	if err := waitHTTP(ctx, fn, s.FunctionsURL+"/", 60*time.Second); err != nil {
 		return nil, fmt.Errorf("stack: %w", err)
 	}
 
