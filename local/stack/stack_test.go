@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -324,6 +325,30 @@ func TestDownloaderThroughTheStack(t *testing.T) {
 		}
 	})
 
+	t.Run("a raw Pub/Sub push body reaches the function as a CloudEvent", func(t *testing.T) {
+		// In production our push subscriptions (with dead letters) POST the
+		// raw push format; functions-framework turns it into the same
+		// messagePublished CloudEvent the local Eventarc sends.
+		id := "pyL1vars001"
+		data, _ := json.Marshal(events.LessonEvent{LessonID: id, Version: 1})
+		push, _ := json.Marshal(map[string]any{
+			"message":      map[string]any{"data": data, "attributes": map[string]string{"lessonId": id, "version": "1"}, "messageId": "push-1", "publishTime": time.Now().UTC().Format(time.RFC3339Nano)},
+			"subscription": "projects/" + h.ProjectID + "/subscriptions/downloader-push",
+		})
+		before := strings.Count(h.logs.String(), `"lessonId":"`+id+`","version":1,"stage":"download","claim":"already-done"`)
+		resp, err := http.Post(h.FunctionsURL+"/Downloader", "application/json", bytes.NewReader(push))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("push answered %s, want 200", resp.Status)
+		}
+		waitFor(t, 5*time.Second, "the push handled as a duplicate", func() bool {
+			return strings.Count(h.logs.String(), `"lessonId":"`+id+`","version":1,"stage":"download","claim":"already-done"`) > before
+		})
+	})
+
 	t.Run("length and checksum mismatches fail the stage with a reason", func(t *testing.T) {
 		tests := []struct {
 			id     string
@@ -420,6 +445,6 @@ func objectGeneration(t *testing.T, st *storage.Client, name string) int64 {
 	return a.Generation
 }
 
-func TestMain(m *testing.M) {
-	os.Exit(m.Run())
-}
+// One pair of emulators serves every stack of this package; each stack has a
+// project of its own.
+func TestMain(m *testing.M) { os.Exit(emulators.RunTests(m, emulators.Firestore, emulators.PubSub)) }
