@@ -15,6 +15,7 @@ import (
 	"github.com/jedib0t/go-pretty/v6/table"
 	"github.com/jedib0t/go-pretty/v6/text"
 
+	"github.com/coursekb/pipeline/functions/detector"
 	"github.com/coursekb/pipeline/local/eventarc"
 	"github.com/coursekb/pipeline/local/sample"
 	"github.com/coursekb/pipeline/local/stack"
@@ -79,17 +80,38 @@ func runCmd(ctx context.Context, args []string) error {
 	}()
 	fmt.Fprintf(out, "  up in %s (functions at %s, Hotmart at %s)\n", time.Since(started).Round(100*time.Millisecond), st.FunctionsURL, st.HotmartURL)
 
-	fmt.Fprintln(out, "▶ detection run 1 (as Cloud Scheduler would call it)")
-	first, err := st.Detect(ctx)
-	if err != nil {
-		return err
+	fmt.Fprintln(out, "▶ detection run 1 (as Cloud Scheduler would call it); lessons move through the stages as they are found")
+	type detection struct {
+		sum detector.Summary
+		err error
 	}
-	printCounts(out, first.RunID, first.Counts, first.AwaitingMedia, first.Errors)
-
-	fmt.Fprintln(out, "▶ lessons moving through the stages")
+	detected := make(chan detection, 1)
+	go func() {
+		sum, err := st.Detect(ctx)
+		detected <- detection{sum, err}
+	}()
+	var first *detection
+	detectionDone := func() bool {
+		if first == nil {
+			select {
+			case d := <-detected:
+				first = &d
+			default:
+			}
+		}
+		return first != nil
+	}
 	wctx, cancel := context.WithTimeout(ctx, *timeout)
-	lessons, werr := watch(wctx, out, st, feed)
+	lessons, werr := watch(wctx, out, st, feed, detectionDone)
 	cancel()
+	if first == nil {
+		d := <-detected
+		first = &d
+	}
+	if first.err != nil {
+		return first.err
+	}
+	printCounts(out, first.sum.RunID, first.sum.Counts, first.sum.AwaitingMedia, first.sum.Errors)
 
 	fmt.Fprintln(out, "▶ detection run 2: nothing changed, so nothing is published")
 	second, err := st.Detect(ctx)
@@ -135,7 +157,7 @@ func settled(l lessonstate.Lesson) bool {
 }
 
 // watch redraws the lessons' progress until every one has settled.
-func watch(ctx context.Context, w io.Writer, st *stack.Stack, feed *deliveryFeed) ([]lessonstate.Lesson, error) {
+func watch(ctx context.Context, w io.Writer, st *stack.Stack, feed *deliveryFeed, detectionDone func() bool) ([]lessonstate.Lesson, error) {
 	live := isTerminal(w)
 	started := time.Now()
 	lastLines := 0
@@ -147,7 +169,7 @@ func watch(ctx context.Context, w io.Writer, st *stack.Stack, feed *deliveryFeed
 		if err != nil && ctx.Err() == nil {
 			return nil, err
 		}
-		done := err == nil && len(lessons) > 0
+		done := err == nil && len(lessons) > 0 && detectionDone()
 		for _, l := range lessons {
 			done = done && settled(l)
 		}
