@@ -137,3 +137,35 @@ func TestDetectorFailures(t *testing.T) {
 }
 
 func TestMain(m *testing.M) { os.Exit(emulators.RunTests(m, emulators.Firestore, emulators.PubSub)) }
+
+// A page whose id could choose where objects are written is skipped and
+// reported; the rest of the course is processed and nothing is written for it.
+func TestDetectorSkipsUnsafePageIDs(t *testing.T) {
+	h, hs, _ := newHandler(t, nil)
+	cat, err := sample.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pages := cat.Products[0].Modules[0].Pages
+	bad := []string{"../etc", "a/b", ""}
+	for i, id := range bad {
+		p := pages[0]
+		p.PageID, p.PageOrder = id, 10+i
+		pages = append(pages, p)
+	}
+	cat.Products[0].Modules[0].Pages = pages
+	hs.SetCatalog(cat)
+	code, sum := call(t, h)
+	if code != http.StatusOK || sum.Counts.New != 7 {
+		t.Fatalf("answer %d %+v, want 200 with the 7 good pages", code, sum)
+	}
+	for _, id := range bad {
+		found := false
+		for _, e := range sum.Errors {
+			found = found || strings.Contains(e, `page id "`+id+`" is not usable`)
+		}
+		if !found {
+			t.Errorf("no error names page id %q: %v", id, sum.Errors)
+		}
+	}
+}
