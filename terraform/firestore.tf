@@ -16,6 +16,7 @@ resource "google_firestore_database" "default" {
 }
 
 # No composite index yet: the queries of shared/lessonstate are equality
-# filters only (courseId == X and removed == false; outboxPending == true),
-# which Firestore serves by merging its automatic single-field indexes. A
-# query that adds an order or a range on another field needs one here.
+# filters only (courseId == X and removed == false) and an unfiltered
+# collection-group read of the `outbox` subcollections, which Firestore serves
+# from its automatic indexes. A query that adds an order or a range on another
+# field needs one here.

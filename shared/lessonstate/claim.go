@@ -21,7 +21,7 @@ func (s *Store) Claim(ctx context.Context, lessonID, stage string, version int, 
 	var c Claim
 	err := s.runTx(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
 		c = Claim{}
-		l, _, err := txLesson(tx, ref)
+		l, err := txLesson(tx, ref)
 		if err != nil {
 			return err
 		}
@@ -94,7 +94,7 @@ func (s *Store) Claim(ctx context.Context, lessonID, stage string, version int, 
 func (s *Store) Complete(ctx context.Context, lessonID, stage string, version int, token string, outputs map[string]string) error {
 	ref := s.lessonRef(lessonID)
 	err := s.runTx(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
-		l, _, err := txLesson(tx, ref)
+		l, err := txLesson(tx, ref)
 		if err != nil {
 			return err
 		}
@@ -127,7 +127,7 @@ func (s *Store) Fail(ctx context.Context, lessonID, stage string, version int, t
 	ref := s.lessonRef(lessonID)
 	var state string
 	err := s.runTx(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
-		l, _, err := txLesson(tx, ref)
+		l, err := txLesson(tx, ref)
 		if err != nil {
 			return err
 		}

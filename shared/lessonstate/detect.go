@@ -1,13 +1,9 @@
 package lessonstate
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
-	"strings"
 
 	"cloud.google.com/go/firestore"
 
@@ -83,7 +79,7 @@ func (s *Store) ApplyDetected(ctx context.Context, id string, obs Observed) (Cha
 	)
 	err := s.runTx(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
 		change, ev = Unchanged, nil
-		old, _, err := txLesson(tx, ref)
+		old, err := txLesson(tx, ref)
 		exists := err == nil
 		if err != nil && !errors.Is(err, ErrNotFound) {
 			return err
@@ -108,7 +104,6 @@ func (s *Store) ApplyDetected(ctx context.Context, id string, obs Observed) (Cha
 				change = Reappeared
 			}
 			l.Version = old.Version + 1
-			l.Outbox = old.Outbox
 			if mediaReusable(old, l) {
 				from = StageEnrich
 				l.Stages = freshStages(l, l.Version)
@@ -128,7 +123,12 @@ func (s *Store) ApplyDetected(ctx context.Context, id string, obs Observed) (Cha
 			}
 			ev = &e
 		}
-		l.OutboxPending = len(l.Outbox) > 0
+		// The entries go to the outbox subcollection, in this transaction;
+		// the lesson document holds none.
+		if err := s.txQueue(tx, id, l.Outbox, now); err != nil {
+			return err
+		}
+		l.Outbox = nil
 		return tx.Set(ref, l)
 	})
 	if err != nil {
@@ -145,7 +145,7 @@ func (s *Store) MarkRemoved(ctx context.Context, id, runID string) (*events.Less
 	var ev *events.LessonEvent
 	err := s.runTx(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
 		ev = nil
-		l, _, err := txLesson(tx, ref)
+		l, err := txLesson(tx, ref)
 		if err != nil {
 			return err
 		}
@@ -159,81 +159,21 @@ func (s *Store) MarkRemoved(ctx context.Context, id, runID string) (*events.Less
 		if err := l.queue(events.TopicLessonEvents, e); err != nil {
 			return err
 		}
+		now := s.now()
 		l.Removed = true
-		l.OutboxPending = true
 		l.LastRunID = runID
-		l.UpdatedAt = s.now()
+		l.UpdatedAt = now
 		ev = &e
+		if err := s.txQueue(tx, id, l.Outbox, now); err != nil {
+			return err
+		}
+		l.Outbox = nil
 		return tx.Set(ref, l)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("mark lesson %s removed: %w", id, err)
 	}
 	return ev, nil
-}
-
-// PendingOutbox returns the lessons whose outbox holds unpublished events.
-func (s *Store) PendingOutbox(ctx context.Context) ([]Lesson, error) {
-	ls, err := s.queryLessons(ctx, s.client.Collection(CollLessons).Where("outboxPending", "==", true))
-	if err != nil {
-		return nil, fmt.Errorf("list pending outboxes: %w", err)
-	}
-	slices.SortFunc(ls, func(a, b Lesson) int { return strings.Compare(a.ID, b.ID) })
-	return ls, nil
-}
-
-// AckOutbox removes from lesson id's outbox the entries that were published
-// (each once, matched by topic and data), leaving any queued since.
-func (s *Store) AckOutbox(ctx context.Context, id string, published []Outbox) error {
-	ref := s.lessonRef(id)
-	err := s.runTx(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
-		l, _, err := txLesson(tx, ref)
-		if err != nil {
-			return err
-		}
-		remaining := slices.Clone(l.Outbox)
-		for _, p := range published {
-			i := slices.IndexFunc(remaining, func(o Outbox) bool {
-				return o.Topic == p.Topic && bytes.Equal(o.Data, p.Data)
-			})
-			if i >= 0 {
-				remaining = slices.Delete(remaining, i, i+1)
-			}
-		}
-		if len(remaining) == len(l.Outbox) && l.OutboxPending == (len(remaining) > 0) {
-			return nil
-		}
-		var outbox any = remaining
-		if len(remaining) == 0 {
-			outbox = firestore.Delete
-		}
-		return tx.Update(ref, []firestore.Update{
-			{Path: "outbox", Value: outbox},
-			{Path: "outboxPending", Value: len(remaining) > 0},
-		})
-	})
-	if err != nil {
-		return fmt.Errorf("acknowledge outbox of lesson %s: %w", id, err)
-	}
-	return nil
-}
-
-// Event decodes an outbox entry's data.
-func (o Outbox) Event() (events.LessonEvent, error) {
-	var e events.LessonEvent
-	if err := json.Unmarshal(o.Data, &e); err != nil {
-		return e, fmt.Errorf("decode outbox event for %s: %w", o.Topic, err)
-	}
-	return e, nil
-}
-
-func (l *Lesson) queue(topic string, e events.LessonEvent) error {
-	data, err := json.Marshal(e)
-	if err != nil {
-		return fmt.Errorf("encode %s event: %w", topic, err)
-	}
-	l.Outbox = append(l.Outbox, Outbox{Topic: topic, Data: data})
-	return nil
 }
 
 // topicFor is the topic that feeds stage from: detection starts a lesson at

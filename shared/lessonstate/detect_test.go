@@ -10,11 +10,30 @@ import (
 	"github.com/coursekb/pipeline/shared/events"
 )
 
-// outboxEvents decodes a lesson's outbox.
-func outboxEvents(t *testing.T, l Lesson) []events.LessonEvent {
+// outboxOf returns lesson id's pending outbox entries, in order, as
+// PendingOutbox reports them.
+func outboxOf(t *testing.T, s *Store, id string) []Outbox {
+	t.Helper()
+	pending, err := s.PendingOutbox(t.Context())
+	if err != nil {
+		t.Fatalf("pending outboxes: %v", err)
+	}
+	for _, l := range pending {
+		if l.ID == id {
+			if !l.OutboxPending || len(l.Outbox) == 0 {
+				t.Fatalf("pending lesson %s: outboxPending %v, %d entries", id, l.OutboxPending, len(l.Outbox))
+			}
+			return l.Outbox
+		}
+	}
+	return nil
+}
+
+// outboxEvents decodes lesson id's outbox.
+func outboxEvents(t *testing.T, s *Store, id string) []events.LessonEvent {
 	t.Helper()
 	var out []events.LessonEvent
-	for _, o := range l.Outbox {
+	for _, o := range outboxOf(t, s, id) {
 		e, err := o.Event()
 		if err != nil {
 			t.Fatal(err)
@@ -65,13 +84,16 @@ func TestApplyDetectedLifecycle(t *testing.T) {
 	}
 	l := mustLesson(t, s, "L1")
 	checkStages(t, l, allStages(StatePending, 1))
-	if l.ID != "L1" || l.Version != 1 || l.Title != "Intro" || l.Media == nil || l.Media.Fingerprint != "video-1" || !l.OutboxPending || l.LastRunID != "run-1" {
+	if l.ID != "L1" || l.Version != 1 || l.Title != "Intro" || l.Media == nil || l.Media.Fingerprint != "video-1" || l.LastRunID != "run-1" {
 		t.Fatalf("new lesson %+v", l)
 	}
-	if len(l.Outbox) != 1 || l.Outbox[0].Topic != events.TopicLessonDiscovered {
-		t.Fatalf("outbox %+v, want one %s entry", l.Outbox, events.TopicLessonDiscovered)
+	if l.Outbox != nil || l.OutboxPending {
+		t.Fatalf("Lesson filled the outbox: %+v", l.Outbox)
 	}
-	if got := outboxEvents(t, l); got[0] != want {
+	if ob := outboxOf(t, s, "L1"); len(ob) != 1 || ob[0].Topic != events.TopicLessonDiscovered {
+		t.Fatalf("outbox %+v, want one %s entry", ob, events.TopicLessonDiscovered)
+	}
+	if got := outboxEvents(t, s, "L1"); got[0] != want {
 		t.Fatalf("outbox event %+v, want %+v", got[0], want)
 	}
 
@@ -104,8 +126,8 @@ func TestApplyDetectedLifecycle(t *testing.T) {
 	if l.Title != "Intro to Go" || l.Stages[StageDownload].Outputs["uri"] != StageDownload {
 		t.Fatalf("after title change: title %q, download outputs %v", l.Title, l.Stages[StageDownload].Outputs)
 	}
-	if l.Outbox[len(l.Outbox)-1].Topic != events.TopicLessonProcessed {
-		t.Fatalf("enrich event on topic %q, want %q", l.Outbox[len(l.Outbox)-1].Topic, events.TopicLessonProcessed)
+	if ob := outboxOf(t, s, "L1"); ob[len(ob)-1].Topic != events.TopicLessonProcessed {
+		t.Fatalf("enrich event on topic %q, want %q", ob[len(ob)-1].Topic, events.TopicLessonProcessed)
 	}
 	if c, err := s.Claim(ctx, "L1", StageDownload, 2, time.Minute); err != nil || c.Outcome != AlreadyDone {
 		t.Fatalf("download v2 after title change: %v, %v; want already-done", c.Outcome, err)
@@ -118,8 +140,8 @@ func TestApplyDetectedLifecycle(t *testing.T) {
 	}
 	l = mustLesson(t, s, "L1")
 	checkStages(t, l, allStages(StatePending, 3))
-	if got := outboxEvents(t, l); len(got) != 3 {
-		t.Fatalf("outbox holds %d events, want 3 (none published yet)", len(got))
+	if got := outboxEvents(t, s, "L1"); len(got) != 3 || got[0].Version != 1 || got[1].Version != 2 || got[2].Version != 3 {
+		t.Fatalf("outbox holds %+v, want v1, v2, v3 in order (none published yet)", got)
 	}
 
 	// The video disappears from the media source: no event, media stages
@@ -135,8 +157,8 @@ func TestApplyDetectedLifecycle(t *testing.T) {
 		StageDownload: {State: StateSkipped, Version: 4, Error: reason}, StageTranscribe: {State: StateSkipped, Version: 4},
 		StageAnalyze: {State: StateSkipped, Version: 4}, StageEnrich: {State: StatePending, Version: 4},
 	})
-	if len(l.Outbox) != 3 || l.Media != nil {
-		t.Fatalf("awaiting: outbox %d entries, media %+v", len(l.Outbox), l.Media)
+	if ob := outboxOf(t, s, "L1"); len(ob) != 3 || l.Media != nil {
+		t.Fatalf("awaiting: outbox %d entries, media %+v", len(ob), l.Media)
 	}
 
 	// Removed: one removal event, then nothing.
@@ -149,8 +171,9 @@ func TestApplyDetectedLifecycle(t *testing.T) {
 		t.Fatalf("removal event %+v, want %+v", rm, wantRm)
 	}
 	l = mustLesson(t, s, "L1")
-	if !l.Removed || l.Outbox[len(l.Outbox)-1].Topic != events.TopicLessonEvents {
-		t.Fatalf("after removal: removed %v, outbox %+v", l.Removed, l.Outbox)
+	ob := outboxOf(t, s, "L1")
+	if !l.Removed || len(ob) != 4 || ob[len(ob)-1].Topic != events.TopicLessonEvents {
+		t.Fatalf("after removal: removed %v, outbox %+v", l.Removed, ob)
 	}
 	before = updateTime(t, client, CollLessons, "L1")
 	if rm, err := s.MarkRemoved(ctx, "L1", "run-6"); err != nil || rm != nil {
@@ -215,8 +238,8 @@ func TestApplyDetectedNoMedia(t *testing.T) {
 		StageEnrich:     {State: StatePending, Version: 1},
 		StageSync:       {State: StatePending, Version: 1},
 	})
-	if l.OutboxPending || len(l.Outbox) != 0 {
-		t.Fatalf("no-media lesson has an outbox: %+v", l.Outbox)
+	if ob := outboxOf(t, s, "Q1"); len(ob) != 0 {
+		t.Fatalf("no-media lesson has an outbox: %+v", ob)
 	}
 	if _, _, err := s.ApplyDetected(t.Context(), "../x", observed("Bad", "")); err == nil {
 		t.Fatal("ApplyDetected accepted an id that is not a page id")
@@ -224,7 +247,7 @@ func TestApplyDetectedNoMedia(t *testing.T) {
 }
 
 func TestOutboxRoundTrip(t *testing.T) {
-	s, _, _ := newStore(t)
+	s, client, _ := newStore(t)
 	ctx := t.Context()
 	create(t, s, "A")
 	create(t, s, "B")
@@ -241,13 +264,17 @@ func TestOutboxRoundTrip(t *testing.T) {
 	if len(pending) != 2 || pending[0].ID != "A" || pending[1].ID != "B" || len(pending[1].Outbox) != 2 {
 		t.Fatalf("pending outboxes: %+v", pending)
 	}
+	if pending[1].Version != 2 || pending[1].Title != "B renamed" {
+		t.Fatalf("pending lesson B not read: %+v", pending[1])
+	}
 	for _, o := range pending[0].Outbox {
 		var e events.LessonEvent
 		if err := json.Unmarshal(o.Data, &e); err != nil || e.LessonID != "A" {
 			t.Fatalf("outbox data %s: %v", o.Data, err)
 		}
 	}
-	if err := s.AckOutbox(ctx, "A", pending[0].Outbox); err != nil {
+	outboxA := pending[0].Outbox
+	if err := s.AckOutbox(ctx, "A", outboxA); err != nil {
 		t.Fatal(err)
 	}
 	// B: only its first event was published; the second stays queued.
@@ -270,8 +297,15 @@ func TestOutboxRoundTrip(t *testing.T) {
 	if pending, err = s.PendingOutbox(ctx); err != nil || len(pending) != 0 {
 		t.Fatalf("pending after acking everything: %+v, %v", pending, err)
 	}
-	if l := mustLesson(t, s, "A"); l.OutboxPending || l.Outbox != nil {
-		t.Fatalf("A after ack: pending %v, outbox %+v", l.OutboxPending, l.Outbox)
+	// Acknowledging again (a retry after a lost reply) is harmless.
+	if err := s.AckOutbox(ctx, "A", outboxA); err != nil {
+		t.Fatalf("second ack: %v", err)
+	}
+	for _, id := range []string{"A", "B", "C"} {
+		docs, err := client.Collection(CollLessons).Doc(id).Collection(CollOutbox).Documents(ctx).GetAll()
+		if err != nil || len(docs) != 0 {
+			t.Fatalf("outbox documents of %s after ack: %d, %v", id, len(docs), err)
+		}
 	}
 }
 
@@ -303,9 +337,8 @@ func TestLessonsOrderedAndRoundTrip(t *testing.T) {
 	// Every field survives Firestore: zero times stay zero, absent maps nil.
 	got := ls[0]
 	want := observed("p1", "v-p1").Lesson
-	want.ID, want.Version, want.LastRunID, want.UpdatedAt, want.OutboxPending = "p1", 1, "run-1", t0, true
+	want.ID, want.Version, want.LastRunID, want.UpdatedAt = "p1", 1, "run-1", t0
 	want.Stages = allStages(StatePending, 1)
-	want.Outbox = got.Outbox
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("round trip:\n got %+v\nwant %+v", got, want)
 	}

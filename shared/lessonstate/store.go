@@ -84,16 +84,15 @@ func (s *Store) runTx(ctx context.Context, f func(context.Context, *firestore.Tr
 // txLesson reads a lesson inside a transaction. It returns ErrNotFound when
 // the document does not exist, and Firestore errors unwrapped so the
 // transaction can tell a conflict (Aborted) from a failure.
-func txLesson(tx *firestore.Transaction, ref *firestore.DocumentRef) (Lesson, *firestore.DocumentSnapshot, error) {
+func txLesson(tx *firestore.Transaction, ref *firestore.DocumentRef) (Lesson, error) {
 	snap, err := tx.Get(ref)
 	if isNotFound(err) {
-		return Lesson{}, snap, ErrNotFound
+		return Lesson{}, ErrNotFound
 	}
 	if err != nil {
-		return Lesson{}, nil, err
+		return Lesson{}, err
 	}
-	l, err := decodeLesson(snap)
-	return l, snap, err
+	return decodeLesson(snap)
 }
 
 func decodeLesson(snap *firestore.DocumentSnapshot) (Lesson, error) {

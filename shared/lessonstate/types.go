@@ -72,9 +72,10 @@ type Media struct {
 }
 
 // Outbox holds an event that must be published after the write that caused
-// it. It is written in the same transaction as the change and cleared once
-// published, so a crash between the two loses nothing: the next detection run
-// publishes what the outbox still holds.
+// it. It is written in the same transaction as the change, as a document of
+// the lesson's outbox subcollection (CollOutbox), and deleted once published,
+// so a crash between the two loses nothing: the next detection run publishes
+// what the outbox still holds.
 type Outbox struct {
 	Topic string `firestore:"topic"`
 	Data  []byte `firestore:"data"`
@@ -100,11 +101,13 @@ type Lesson struct {
 	Version     int    `firestore:"version"`
 	// Fingerprint covers everything detection sees of the lesson.
 	Fingerprint string           `firestore:"fingerprint"`
-	Removed     bool             `firestore:"removed"`
+	Removed     bool             `firestore:"removed" json:"removed"`
 	Stages      map[string]Stage `firestore:"stages"`
-	Outbox      []Outbox         `firestore:"outbox,omitempty"`
-	// OutboxPending mirrors len(Outbox) > 0 so pending outboxes can be queried.
-	OutboxPending bool      `firestore:"outboxPending"`
+	// Outbox is not stored in the lesson document but in its outbox
+	// subcollection; only PendingOutbox fills it.
+	Outbox []Outbox `firestore:"-"`
+	// OutboxPending is len(Outbox) > 0, as PendingOutbox fills it.
+	OutboxPending bool      `firestore:"-"`
 	LastRunID     string    `firestore:"lastRunId"`
 	UpdatedAt     time.Time `firestore:"updatedAt"`
 }
@@ -122,12 +125,12 @@ type Course struct {
 
 // Counts are a detection run's tallies.
 type Counts struct {
-	New           int `firestore:"new"`
-	Changed       int `firestore:"changed"`
-	Removed       int `firestore:"removed"`
-	Unchanged     int `firestore:"unchanged"`
-	AwaitingMedia int `firestore:"awaitingMedia"`
-	NoMedia       int `firestore:"noMedia"`
+	New           int `firestore:"new" json:"new"`
+	Changed       int `firestore:"changed" json:"changed"`
+	Removed       int `firestore:"removed" json:"removed"`
+	Unchanged     int `firestore:"unchanged" json:"unchanged"`
+	AwaitingMedia int `firestore:"awaitingMedia" json:"awaitingMedia"`
+	NoMedia       int `firestore:"noMedia" json:"noMedia"`
 }
 
 // Run is a document of the runs collection: one detection run.
