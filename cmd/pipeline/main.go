@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"sort"
 	"syscall"
 )
@@ -27,7 +28,10 @@ func register(name, summary string, run func(ctx context.Context, args []string)
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := realMain(ctx, os.Args[1:]); err != nil {
+	stopProfile := startProfile()
+	err := realMain(ctx, os.Args[1:])
+	stopProfile()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "pipeline:", err)
 		os.Exit(1)
 	}
@@ -56,4 +60,32 @@ func usage() {
 	for _, n := range names {
 		fmt.Fprintf(os.Stderr, "  %-12s %s\n", n, commands[n].summary)
 	}
+}
+
+// startProfile writes a CPU profile to $PIPELINE_CPUPROFILE.<pid> when that
+// variable is set: the benchmark's processes are separate, so this is how
+// each of them is profiled.
+func startProfile() func() {
+	prefix := os.Getenv("PIPELINE_CPUPROFILE")
+	if prefix == "" {
+		return func() {}
+	}
+	f, err := os.Create(fmt.Sprintf("%s.%s.%d", prefix, firstArg(), os.Getpid()))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "pipeline: cpu profile:", err)
+		return func() {}
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		fmt.Fprintln(os.Stderr, "pipeline: cpu profile:", err)
+		f.Close()
+		return func() {}
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }
+}
+
+func firstArg() string {
+	if len(os.Args) > 1 {
+		return os.Args[1]
+	}
+	return "none"
 }

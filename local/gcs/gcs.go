@@ -9,7 +9,9 @@
 // filesystem backend, which then writes it with fsync), and its own resumable
 // upload path re-hashes everything received so far on each chunk (quadratic
 // time). This package therefore serves resumable uploads itself (uploads.go):
-// chunks go to a temporary file, and the object is stored from it at the end.
+// chunks go to a temporary file and, while they keep coming, also straight
+// into the store, as a single-request upload's body does; the object is
+// stored from the file at the end only when that stream was interrupted.
 // Single-request (multipart) uploads still go through fakestorage, which reads
 // them whole into memory.
 package gcs
@@ -62,6 +64,7 @@ type Server struct {
 	srv *http.Server
 	ln  net.Listener
 	tmp string // unfinished resumable uploads
+	up  *uploads
 }
 
 // Start starts a server.
@@ -122,7 +125,7 @@ func Start(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("local gcs: upload directory: %w", err)
 	}
 	up := &uploads{fs: fs, next: fs.HTTPHandler(), dir: tmp, sessions: map[string]*session{}}
-	s := &Server{fs: fs, ln: ln, tmp: tmp, srv: &http.Server{Handler: up, ReadHeaderTimeout: 30 * time.Second}}
+	s := &Server{fs: fs, ln: ln, tmp: tmp, up: up, srv: &http.Server{Handler: up, ReadHeaderTimeout: 30 * time.Second}}
 	go s.srv.Serve(ln)
 	for _, b := range opts.Buckets {
 		if err := s.CreateBucket(b); err != nil {
@@ -170,6 +173,7 @@ func (s *Server) Client() *storage.Client {
 // Stop stops the server and drops unfinished uploads.
 func (s *Server) Stop() {
 	s.srv.Close()
+	s.up.closeAll()
 	s.fs.Stop()
 	os.RemoveAll(s.tmp)
 }

@@ -1,12 +1,14 @@
 package gcs
 
 import (
+	"crypto/md5"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"hash/crc32"
 	"io"
 	"net/http"
@@ -16,16 +18,28 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/fsouza/fake-gcs-server/fakestorage"
 )
 
 // uploads serves resumable uploads in front of fakestorage, whose own
 // resumable path keeps the upload in memory and re-hashes all of it on every
-// chunk (quadratic time: a 1 GiB upload in 8 MiB chunks hashes 66 GiB). Here
-// chunks are appended to a temporary file and the object is stored from that
-// file once the last chunk arrives, so the production chunk size works
-// locally at full speed. Everything else goes to fakestorage untouched.
+// chunk (quadratic time: a 1 GiB upload in 8 MiB chunks hashes 66 GiB).
+//
+// Here chunks are appended to a temporary file and, while they keep coming,
+// also streamed into one CreateObjectStreaming call running beside the
+// session: the backend buffers, hashes and stores the object while the upload
+// goes on, as it does with a single-request upload's body, instead of
+// reading it all back at the end. The session keeps a running CRC32C (and MD5
+// when the client declared one): declared checksums are checked before the
+// end of the content is passed on, so a mismatch finalizes nothing.
+//
+// The backend holds its lock while it stores, so a session that receives
+// nothing for streamIdle (a cancelled client sends no DELETE) stops its
+// stream and releases the lock; it then finishes the old way, storing the
+// object from the file when the last chunk arrives. Everything else goes to
+// fakestorage untouched.
 type uploads struct {
 	fs   *fakestorage.Server
 	next http.Handler
@@ -33,17 +47,35 @@ type uploads struct {
 
 	mu       sync.Mutex
 	sessions map[string]*session
+	closed   bool
 }
 
+// streamIdle stops a session's stream when no chunk arrives for that long.
+var streamIdle = time.Second
+
+var (
+	errIdle      = errors.New("upload session idle")
+	errAbandoned = errors.New("upload session abandoned")
+	errStoreDone = errors.New("object already stored")
+)
+
 type session struct {
-	mu      sync.Mutex
-	bucket  string
-	attrs   objectResource
-	ifGen   *int64 // ifGenerationMatch
-	file    *os.File
-	size    int64
-	crc     uint32 // CRC32C of the bytes so far (valid while chunks arrive in order)
-	crcGood bool
+	mu     sync.Mutex
+	bucket string
+	attrs  objectResource
+	ifGen  *int64 // ifGenerationMatch
+	file   *os.File
+	size   int64  // bytes received, in file (and passed on while streaming)
+	crc    uint32 // CRC32C of those bytes
+	md5    hash.Hash
+	ended  bool
+
+	// The stream into the store: streaming until a write to pw fails.
+	streaming bool
+	pw        *io.PipeWriter
+	done      chan struct{} // closed when the store returns; then err is set
+	err       error
+	idle      *time.Timer
 }
 
 // objectResource is the part of the JSON API object resource an upload may set.
@@ -110,7 +142,13 @@ func (u *uploads) begin(w http.ResponseWriter, r *http.Request, bucket string) {
 		jsonError(w, http.StatusNotFound, "bucket not found")
 		return
 	}
-	s := &session{bucket: bucket, attrs: attrs, crcGood: true}
+	if attrs.ContentType == "" {
+		attrs.ContentType = r.Header.Get("X-Upload-Content-Type")
+	}
+	if attrs.ContentType == "" {
+		attrs.ContentType = "application/octet-stream"
+	}
+	s := &session{bucket: bucket, attrs: attrs, streaming: true, done: make(chan struct{})}
 	if v := q.Get("ifGenerationMatch"); v != "" {
 		g, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {
@@ -118,6 +156,16 @@ func (u *uploads) begin(w http.ResponseWriter, r *http.Request, bucket string) {
 			return
 		}
 		s.ifGen = &g
+		// Checked now, before the stream takes the backend's lock (and
+		// again at the end if the stream is interrupted): while the stream
+		// holds the lock nobody else can write the object.
+		if !u.generationMatches(s) {
+			jsonError(w, http.StatusPreconditionFailed, "precondition failed: ifGenerationMatch")
+			return
+		}
+	}
+	if attrs.MD5Hash != "" {
+		s.md5 = md5.New()
 	}
 	f, err := os.CreateTemp(u.dir, "upload-*")
 	if err != nil {
@@ -125,14 +173,63 @@ func (u *uploads) begin(w http.ResponseWriter, r *http.Request, bucket string) {
 		return
 	}
 	s.file = f
+	pr, pw := io.Pipe()
+	s.pw = pw
 	id := rand.Text()
 	u.mu.Lock()
+	if u.closed {
+		u.mu.Unlock()
+		f.Close()
+		os.Remove(f.Name())
+		jsonError(w, http.StatusServiceUnavailable, "server stopping")
+		return
+	}
 	u.sessions[id] = s
+	s.idle = time.AfterFunc(streamIdle, func() { pw.CloseWithError(errIdle) })
 	u.mu.Unlock()
+	go func() {
+		err := u.store(s, pipeContent{pr})
+		s.err = err
+		if err == nil {
+			err = errStoreDone
+		}
+		pr.CloseWithError(err) // fails a write still waiting for the store
+		close(s.done)
+	}()
 	w.Header().Set("Location", fmt.Sprintf("%s/upload/storage/v1/b/%s/o?uploadType=resumable&name=%s&upload_id=%s",
 		baseURL(r), url.PathEscape(bucket), url.QueryEscape(attrs.Name), id))
 	w.Header().Set("Content-Type", "application/json")
 	w.Write([]byte("{}"))
+}
+
+func (u *uploads) generationMatches(s *session) bool {
+	if s.ifGen == nil {
+		return true
+	}
+	var current int64
+	if o, err := u.fs.GetObjectStreaming(s.bucket, s.attrs.Name); err == nil {
+		current = o.Generation
+		o.Close()
+	}
+	return current == *s.ifGen
+}
+
+// store creates the session's object from content, which the backend reads
+// to its end (an error instead of the end stores nothing).
+func (u *uploads) store(s *session, content io.ReadSeekCloser) error {
+	return u.fs.CreateObjectStreaming(fakestorage.StreamingObject{
+		ObjectAttrs: fakestorage.ObjectAttrs{
+			BucketName:         s.bucket,
+			Name:               s.attrs.Name,
+			ContentType:        s.attrs.ContentType,
+			ContentEncoding:    s.attrs.ContentEncoding,
+			ContentDisposition: s.attrs.ContentDisposition,
+			ContentLanguage:    s.attrs.ContentLanguage,
+			CacheControl:       s.attrs.CacheControl,
+			Metadata:           s.attrs.Metadata,
+		},
+		Content: content,
+	})
 }
 
 func baseURL(r *http.Request) string {
@@ -143,14 +240,52 @@ func baseURL(r *http.Request) string {
 	return scheme + "://" + r.Host
 }
 
+// drop ends a session and stores nothing. It does not wait for s.mu (a
+// write blocked in the pipe returns at once) nor for the store, which may
+// itself wait for the backend's lock.
 func (u *uploads) drop(id string) {
 	u.mu.Lock()
 	s := u.sessions[id]
 	delete(u.sessions, id)
 	u.mu.Unlock()
 	if s != nil {
-		s.file.Close()
-		os.Remove(s.file.Name())
+		s.idle.Stop()
+		s.pw.CloseWithError(errAbandoned)
+		go func() {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			if !s.ended {
+				s.ended = true
+				s.close()
+			}
+		}()
+	}
+}
+
+func (s *session) close() {
+	s.file.Close()
+	os.Remove(s.file.Name())
+}
+
+// closeAll drops every session (the server is stopping) and refuses new ones.
+func (u *uploads) closeAll() {
+	u.mu.Lock()
+	u.closed = true
+	ss := u.sessions
+	u.sessions = map[string]*session{}
+	u.mu.Unlock()
+	for _, s := range ss {
+		s.idle.Stop()
+		s.pw.CloseWithError(errAbandoned)
+	}
+	for _, s := range ss {
+		<-s.done
+		s.mu.Lock()
+		if !s.ended {
+			s.ended = true
+			s.close()
+		}
+		s.mu.Unlock()
 	}
 }
 
@@ -167,30 +302,50 @@ func (u *uploads) chunk(w http.ResponseWriter, r *http.Request, id string) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.ended {
+		jsonError(w, http.StatusNotFound, "no such upload session")
+		return
+	}
+	s.idle.Stop() // a stream idle meanwhile is already stopped
 	start, total, err := parseContentRange(r.Header.Get("Content-Range"))
 	if err != nil {
+		s.idle.Reset(streamIdle)
 		jsonError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	if start >= 0 {
 		if start > s.size {
+			s.idle.Reset(streamIdle)
 			jsonError(w, http.StatusBadRequest, fmt.Sprintf("chunk starts at %d, only %d bytes received", start, s.size))
 			return
 		}
-		if start < s.size { // a chunk sent again after a lost answer
-			s.crcGood = false
+		// A chunk sent again after a lost answer: its first bytes are
+		// here already.
+		if skip := s.size - start; skip > 0 {
+			if _, err := io.CopyN(io.Discard, r.Body, skip); err != nil && !errors.Is(err, io.EOF) {
+				s.idle.Reset(streamIdle)
+				jsonError(w, http.StatusInternalServerError, "reading chunk: "+err.Error())
+				return
+			}
 		}
-		n, err := io.Copy(io.MultiWriter(io.NewOffsetWriter(s.file, start), crcWriter{s}), r.Body)
-		s.size = start + n
+		_, err := io.CopyBuffer(sessionWriter{s}, r.Body, make([]byte, 256<<10))
 		if err != nil {
-			// The client resends from what it is told arrived.
-			s.crcGood = false
-			jsonError(w, http.StatusInternalServerError, "reading chunk: "+err.Error())
+			// The client resends from what it is told arrived, but a client
+			// whose request broke off has most likely gone.
+			s.stopStream(errAbandoned)
+			if errors.Is(err, errWriteFile) {
+				jsonError(w, http.StatusInternalServerError, err.Error())
+			} else {
+				jsonError(w, http.StatusInternalServerError, "reading chunk: "+err.Error())
+			}
 			return
 		}
 	}
 	if total < 0 || s.size < total {
-		w.Header().Set("Range", fmt.Sprintf("bytes=0-%d", s.size-1))
+		s.idle.Reset(streamIdle)
+		if s.size > 0 {
+			w.Header().Set("Range", fmt.Sprintf("bytes=0-%d", s.size-1))
+		}
 		if r.Header.Get("X-Guploader-No-308") != "" {
 			w.Header().Set("X-Http-Status-Code-Override", "308")
 			w.WriteHeader(http.StatusOK)
@@ -200,98 +355,112 @@ func (u *uploads) chunk(w http.ResponseWriter, r *http.Request, id string) {
 		return
 	}
 	if s.size != total {
+		u.end(id, s, errAbandoned)
 		jsonError(w, http.StatusBadRequest, fmt.Sprintf("declared %d bytes, received %d", total, s.size))
 		return
 	}
 	u.finish(w, r, id, s)
 }
 
-func (u *uploads) finish(w http.ResponseWriter, r *http.Request, id string, s *session) {
-	defer u.drop(id)
-	if got := r.Header.Get("X-Goog-Hash"); s.crcGood && strings.HasPrefix(got, "crc32c=") {
-		if want := encodeCRC(s.crc); strings.TrimPrefix(got, "crc32c=") != want {
-			jsonError(w, http.StatusBadRequest, fmt.Sprintf("crc32c mismatch: declared %s, received bytes have %s", strings.TrimPrefix(got, "crc32c="), want))
-			return
+func (s *session) stopStream(err error) {
+	s.streaming = false
+	s.pw.CloseWithError(err)
+}
+
+// end removes a session (with s.mu held). The store, if still streaming,
+// gets err in place of the end of the content; err nil ends the content.
+func (u *uploads) end(id string, s *session, err error) {
+	s.ended = true
+	s.idle.Stop()
+	u.mu.Lock()
+	delete(u.sessions, id)
+	u.mu.Unlock()
+	if err != nil {
+		s.pw.CloseWithError(err)
+	} else {
+		s.pw.Close()
+	}
+}
+
+var errWriteFile = errors.New("writing chunk to the session file")
+
+// sessionWriter appends received bytes to the session's file and, while the
+// stream lasts, passes them to the store, keeping the running checksums.
+type sessionWriter struct{ s *session }
+
+func (sw sessionWriter) Write(p []byte) (int, error) {
+	s := sw.s
+	if _, err := s.file.WriteAt(p, s.size); err != nil {
+		return 0, fmt.Errorf("%w: %v", errWriteFile, err)
+	}
+	if s.streaming {
+		if _, err := s.pw.Write(p); err != nil {
+			s.streaming = false // idle, or the store failed: finish from the file
 		}
 	}
-	if s.attrs.CRC32C != "" && s.crcGood && s.attrs.CRC32C != encodeCRC(s.crc) {
-		jsonError(w, http.StatusBadRequest, "crc32c mismatch")
+	s.crc = crc32.Update(s.crc, castagnoli, p)
+	if s.md5 != nil {
+		s.md5.Write(p)
+	}
+	s.size += int64(len(p))
+	return len(p), nil
+}
+
+func (u *uploads) finish(w http.ResponseWriter, r *http.Request, id string, s *session) {
+	defer s.close()
+	crc := encodeCRC(s.crc)
+	var mismatch string
+	if got, ok := strings.CutPrefix(r.Header.Get("X-Goog-Hash"), "crc32c="); ok && got != crc {
+		mismatch = fmt.Sprintf("crc32c mismatch: declared %s, received bytes have %s", got, crc)
+	}
+	if s.attrs.CRC32C != "" && s.attrs.CRC32C != crc {
+		mismatch = fmt.Sprintf("crc32c mismatch: declared %s, received bytes have %s", s.attrs.CRC32C, crc)
+	}
+	if s.md5 != nil {
+		if sum := base64.StdEncoding.EncodeToString(s.md5.Sum(nil)); sum != s.attrs.MD5Hash {
+			mismatch = fmt.Sprintf("md5 mismatch: declared %s, received bytes have %s", s.attrs.MD5Hash, sum)
+		}
+	}
+	if mismatch != "" {
+		u.end(id, s, errors.New(mismatch)) // nothing is finalized
+		jsonError(w, http.StatusBadRequest, mismatch)
 		return
 	}
-	if s.ifGen != nil {
-		var current int64
-		if o, err := u.fs.GetObjectStreaming(s.bucket, s.attrs.Name); err == nil {
-			current = o.Generation
-			o.Close()
-		}
-		if current != *s.ifGen {
+	streamed := s.streaming
+	u.end(id, s, nil) // the end of the content: a live stream finalizes the object
+	<-s.done
+	if !streamed || s.err != nil {
+		// The stream was interrupted: store from the file.
+		if !u.generationMatches(s) {
 			jsonError(w, http.StatusPreconditionFailed, "precondition failed: ifGenerationMatch")
 			return
 		}
-	}
-	if _, err := s.file.Seek(0, io.SeekStart); err != nil {
-		jsonError(w, http.StatusInternalServerError, err.Error())
-		return
-	}
-	ct := s.attrs.ContentType
-	if ct == "" {
-		ct = r.Header.Get("Content-Type")
-	}
-	if ct == "" {
-		ct = "application/octet-stream"
-	}
-	err := u.fs.CreateObjectStreaming(fakestorage.StreamingObject{
-		ObjectAttrs: fakestorage.ObjectAttrs{
-			BucketName:         s.bucket,
-			Name:               s.attrs.Name,
-			ContentType:        ct,
-			ContentEncoding:    s.attrs.ContentEncoding,
-			ContentDisposition: s.attrs.ContentDisposition,
-			ContentLanguage:    s.attrs.ContentLanguage,
-			CacheControl:       s.attrs.CacheControl,
-			Metadata:           s.attrs.Metadata,
-		},
-		Content: readOnly{s.file},
-	})
-	if err != nil {
-		jsonError(w, http.StatusInternalServerError, "store object: "+err.Error())
-		return
+		if err := u.store(s, readOnly{io.NewSectionReader(s.file, 0, s.size)}); err != nil {
+			jsonError(w, http.StatusInternalServerError, "store object: "+err.Error())
+			return
+		}
 	}
 	// Answer with the object resource, as fakestorage renders it.
 	get := httptest.NewRequest(http.MethodGet, "/storage/v1/b/"+url.PathEscape(s.bucket)+"/o/"+url.PathEscape(s.attrs.Name), nil)
 	get.Host = r.Host
 	rec := httptest.NewRecorder()
 	u.next.ServeHTTP(rec, get)
-	var stored objectResource
-	json.Unmarshal(rec.Body.Bytes(), &stored)
-	if s.attrs.MD5Hash != "" && stored.MD5Hash != s.attrs.MD5Hash {
-		// Checked after storing: the object is removed again, but a
-		// finalize notification may already have gone out.
-		u.next.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodDelete, get.URL.Path, nil))
-		jsonError(w, http.StatusBadRequest, fmt.Sprintf("md5 mismatch: declared %s, received bytes have %s", s.attrs.MD5Hash, stored.MD5Hash))
-		return
-	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(rec.Code)
 	w.Write(rec.Body.Bytes())
 }
 
-// crcWriter keeps the session's running CRC32C.
-type crcWriter struct{ s *session }
+// pipeContent is the store's view of a live stream: not seekable.
+type pipeContent struct{ *io.PipeReader }
 
-func (c crcWriter) Write(p []byte) (int, error) {
-	if c.s.crcGood {
-		c.s.crc = crc32.Update(c.s.crc, castagnoli, p)
-	}
-	return len(p), nil
+func (pipeContent) Seek(int64, int) (int64, error) {
+	return 0, errors.New("upload content is not seekable")
 }
 
-// readOnly hides the file's Close: the session owns it.
-type readOnly struct{ f *os.File }
+// readOnly is the session file's section, without Close: the session owns it.
+type readOnly struct{ *io.SectionReader }
 
-func (r readOnly) Read(p []byte) (int, error)                { return r.f.Read(p) }
-func (r readOnly) Seek(off int64, whence int) (int64, error) { return r.f.Seek(off, whence) }
-func (readOnly) Close() error                                { return nil }
+func (readOnly) Close() error { return nil }
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
