@@ -17,7 +17,6 @@ import (
 
 	"github.com/coursekb/pipeline/functions/detector"
 	"github.com/coursekb/pipeline/local/eventarc"
-	"github.com/coursekb/pipeline/local/sample"
 	"github.com/coursekb/pipeline/local/stack"
 	"github.com/coursekb/pipeline/shared/download"
 	"github.com/coursekb/pipeline/shared/lessonstate"
@@ -34,27 +33,13 @@ func runCmd(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	root, err := stack.ModuleRoot()
-	if err != nil {
-		return err
-	}
 	out := os.Stdout
-	cat, err := sample.Load()
-	if err != nil {
-		return err
-	}
-
 	fmt.Fprintln(out, "▶ sample course: making the lesson videos (ffmpeg + espeak-ng; cached after the first run)")
-	mediaDir := filepath.Join(root, ".cache", "sample-media")
-	videos, err := sample.Generate(ctx, cat, mediaDir, sample.GenerateOptions{})
+	smp, err := prepareSample(ctx, "run-")
 	if err != nil {
 		return err
 	}
-
-	dir, err := os.MkdirTemp(filepath.Join(root, ".cache"), "run-")
-	if err != nil {
-		return err
-	}
+	dir := smp.dir
 	if !*keep {
 		defer os.RemoveAll(dir)
 	}
@@ -68,9 +53,9 @@ func runCmd(ctx context.Context, args []string) error {
 	feed := &deliveryFeed{}
 	fmt.Fprintln(out, "▶ starting the stack: Firestore and Pub/Sub emulators, Cloud Storage, Hotmart, media host, functions, Eventarc")
 	started := time.Now()
-	st, err := stack.Start(ctx, stack.Options{
-		Dir: dir, Catalog: cat, MediaDir: mediaDir, Videos: videos, Logs: logs, Observer: feed.add,
-	})
+	opts := smp.options()
+	opts.Logs, opts.Observer = logs, feed.add
+	st, err := stack.Start(ctx, opts)
 	if err != nil {
 		return err
 	}

@@ -5,9 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"path/filepath"
 
-	"github.com/coursekb/pipeline/local/sample"
 	"github.com/coursekb/pipeline/local/stack"
 )
 
@@ -22,25 +20,14 @@ func upCmd(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	root, err := stack.ModuleRoot()
+	smp, err := prepareSample(ctx, "up-")
 	if err != nil {
 		return err
 	}
-	cat, err := sample.Load()
-	if err != nil {
-		return err
-	}
-	mediaDir := filepath.Join(root, ".cache", "sample-media")
-	videos, err := sample.Generate(ctx, cat, mediaDir, sample.GenerateOptions{})
-	if err != nil {
-		return err
-	}
-	dir, err := os.MkdirTemp(filepath.Join(root, ".cache"), "up-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	st, err := stack.Start(ctx, stack.Options{Dir: dir, Catalog: cat, MediaDir: mediaDir, Videos: videos, Logs: os.Stderr})
+	defer os.RemoveAll(smp.dir)
+	opts := smp.options()
+	opts.Logs = os.Stderr
+	st, err := stack.Start(ctx, opts)
 	if err != nil {
 		return err
 	}
