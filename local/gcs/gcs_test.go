@@ -1,10 +1,15 @@
 package gcs
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"net/http"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -187,5 +192,126 @@ func TestResumableUploadsStreamThroughTheFront(t *testing.T) {
 	w.Close()
 	if _, err := c.Bucket("raw").Object("cancelled.mp4").Attrs(ctx); !errors.Is(err, storage.ErrObjectNotExist) {
 		t.Errorf("cancelled upload: %v", err)
+	}
+}
+
+// The front holds the last bytes back until the end is known: uploads whose
+// last request brings no bytes, or that are smaller than what is held back,
+// arrive whole; a declared MD5 that does not match stores nothing.
+func TestResumableUploadEnds(t *testing.T) {
+	t.Parallel()
+	s, err := Start(Options{Root: t.TempDir(), Buckets: []string{"raw"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	put := func(session, rng string, body []byte) int {
+		req, _ := http.NewRequest(http.MethodPut, session, bytes.NewReader(body))
+		req.Header.Set("Content-Range", rng)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	begin := func(name, resource string) string {
+		resp, err := http.Post(s.URL()+"/upload/storage/v1/b/raw/o?uploadType=resumable&name="+name, "application/json", strings.NewReader(resource))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.Header.Get("Location")
+	}
+	body := make([]byte, 3<<20)
+	for i := range body {
+		body[i] = byte(i * 13)
+	}
+	for _, tc := range []struct {
+		name  string
+		parts []int // request sizes; the last request declares the total
+	}{
+		{"empty-end.bin", []int{1 << 20, 1 << 20, 1 << 20, 0}},
+		{"tiny.bin", []int{5, 5}},
+		{"one.bin", []int{100}},
+		{"nothing.bin", []int{0}},
+	} {
+		session := begin(tc.name, "{}")
+		total := 0
+		for _, n := range tc.parts {
+			total += n
+		}
+		off := 0
+		for i, n := range tc.parts {
+			tot, want := "*", 308
+			if i == len(tc.parts)-1 {
+				tot, want = strconv.Itoa(total), 200
+			}
+			rng := fmt.Sprintf("bytes %d-%d/%s", off, off+n-1, tot)
+			if n == 0 {
+				rng = "bytes */" + tot
+			}
+			if got := put(session, rng, body[off:off+n]); got != want {
+				t.Fatalf("%s: request %d: status %d", tc.name, i, got)
+			}
+			off += n
+		}
+		if got := read(t, s, "raw", tc.name); got != string(body[:total]) {
+			t.Errorf("%s: stored %d bytes, want %d", tc.name, len(got), total)
+		}
+	}
+
+	session := begin("bad-md5.bin", `{"md5Hash":"AAAAAAAAAAAAAAAAAAAAAA=="}`)
+	put(session, "bytes 0-1048575/*", body[:1<<20])
+	if got := put(session, "bytes 1048576-2097151/2097152", body[1<<20:2<<20]); got != http.StatusBadRequest {
+		t.Errorf("md5 mismatch: status %d", got)
+	}
+	if _, err := s.Client().Bucket("raw").Object("bad-md5.bin").Attrs(context.Background()); !errors.Is(err, storage.ErrObjectNotExist) {
+		t.Errorf("md5 mismatch stored the object: %v", err)
+	}
+}
+
+// A session idle for streamIdle releases the backend (other writes go on) and
+// still finishes whole, from what it kept.
+func TestResumableUploadAfterIdle(t *testing.T) {
+	defer func(d time.Duration) { streamIdle = d }(streamIdle)
+	streamIdle = 50 * time.Millisecond
+	s, err := Start(Options{Root: t.TempDir(), Buckets: []string{"raw"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	body := make([]byte, 2<<20+7)
+	for i := range body {
+		body[i] = byte(i * 5)
+	}
+	resp, err := http.Post(s.URL()+"/upload/storage/v1/b/raw/o?uploadType=resumable&name=slow.bin", "application/json", strings.NewReader("{}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	session := resp.Header.Get("Location")
+	put := func(rng string, b []byte) int {
+		req, _ := http.NewRequest(http.MethodPut, session, bytes.NewReader(b))
+		req.Header.Set("Content-Range", rng)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := put("bytes 0-1048575/*", body[:1<<20]); got != 308 {
+		t.Fatalf("first chunk: %d", got)
+	}
+	time.Sleep(4 * streamIdle)
+	write(t, s, "raw", "other.bin", "other", nil)
+	if got := put(fmt.Sprintf("bytes 1048576-%d/%d", len(body)-1, len(body)), body[1<<20:]); got != 200 {
+		t.Fatalf("last chunk: %d", got)
+	}
+	if got := read(t, s, "raw", "slow.bin"); got != string(body) {
+		t.Errorf("stored %d bytes differ", len(got))
 	}
 }

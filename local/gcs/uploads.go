@@ -33,7 +33,11 @@ import (
 // goes on, as it does with a single-request upload's body, instead of
 // reading it all back at the end. The session keeps a running CRC32C (and MD5
 // when the client declared one): declared checksums are checked before the
-// end of the content is passed on, so a mismatch finalizes nothing.
+// end of the content is passed on, so a mismatch finalizes nothing. The last
+// bytes received are held back and passed on with the end (see stream): the
+// backend reads into a bytes.Buffer, and an end that comes alone makes it
+// double (and zero) its whole buffer once more, which for a 1 GiB object cost
+// more than the rest of the upload.
 //
 // The backend holds its lock while it stores, so a session that receives
 // nothing for streamIdle (a cancelled client sends no DELETE) stops its
@@ -72,7 +76,8 @@ type session struct {
 
 	// The stream into the store: streaming until a write to pw fails.
 	streaming bool
-	pw        *io.PipeWriter
+	pw        *stream
+	tail      []byte        // the last bytes received, not passed on yet (see stream)
 	done      chan struct{} // closed when the store returns; then err is set
 	err       error
 	idle      *time.Timer
@@ -173,7 +178,7 @@ func (u *uploads) begin(w http.ResponseWriter, r *http.Request, bucket string) {
 		return
 	}
 	s.file = f
-	pr, pw := io.Pipe()
+	pw := newStream()
 	s.pw = pw
 	id := rand.Text()
 	u.mu.Lock()
@@ -188,12 +193,12 @@ func (u *uploads) begin(w http.ResponseWriter, r *http.Request, bucket string) {
 	s.idle = time.AfterFunc(streamIdle, func() { pw.CloseWithError(errIdle) })
 	u.mu.Unlock()
 	go func() {
-		err := u.store(s, pipeContent{pr})
+		err := u.store(s, streamContent{pw})
 		s.err = err
 		if err == nil {
 			err = errStoreDone
 		}
-		pr.CloseWithError(err) // fails a write still waiting for the store
+		pw.closeRead(err) // fails a write still waiting for the store
 		close(s.done)
 	}()
 	w.Header().Set("Location", fmt.Sprintf("%s/upload/storage/v1/b/%s/o?uploadType=resumable&name=%s&upload_id=%s",
@@ -378,7 +383,7 @@ func (u *uploads) end(id string, s *session, err error) {
 	if err != nil {
 		s.pw.CloseWithError(err)
 	} else {
-		s.pw.Close()
+		s.pw.writeLast(s.tail) // fails at once if the store has returned
 	}
 }
 
@@ -394,7 +399,7 @@ func (sw sessionWriter) Write(p []byte) (int, error) {
 		return 0, fmt.Errorf("%w: %v", errWriteFile, err)
 	}
 	if s.streaming {
-		if _, err := s.pw.Write(p); err != nil {
+		if err := s.pass(p); err != nil {
 			s.streaming = false // idle, or the store failed: finish from the file
 		}
 	}
@@ -404,6 +409,38 @@ func (sw sessionWriter) Write(p []byte) (int, error) {
 	}
 	s.size += int64(len(p))
 	return len(p), nil
+}
+
+// tailSize is how many of the last bytes received a session holds back: they
+// go to the store with the end of the content, once the checksums are checked
+// (the last request of an upload may bring no bytes at all). At least
+// bytes.MinRead, so that the backend's buffer, filled up to them, still has
+// room enough for them without growing.
+const tailSize = 4 << 10
+
+// pass passes p on to the store, except the last tailSize bytes received.
+func (s *session) pass(p []byte) error {
+	if len(p) >= tailSize {
+		if len(s.tail) > 0 {
+			if _, err := s.pw.Write(s.tail); err != nil {
+				return err
+			}
+		}
+		cut := len(p) - tailSize
+		if _, err := s.pw.Write(p[:cut]); err != nil {
+			return err
+		}
+		s.tail = append(s.tail[:0], p[cut:]...)
+		return nil
+	}
+	if over := len(s.tail) + len(p) - tailSize; over > 0 {
+		if _, err := s.pw.Write(s.tail[:over]); err != nil {
+			return err
+		}
+		s.tail = append(s.tail[:0], s.tail[over:]...)
+	}
+	s.tail = append(s.tail, p...)
+	return nil
 }
 
 func (u *uploads) finish(w http.ResponseWriter, r *http.Request, id string, s *session) {
@@ -450,11 +487,135 @@ func (u *uploads) finish(w http.ResponseWriter, r *http.Request, id string, s *s
 	w.Write(rec.Body.Bytes())
 }
 
-// pipeContent is the store's view of a live stream: not seekable.
-type pipeContent struct{ *io.PipeReader }
+// streamContent is the store's view of a live stream: not seekable.
+type streamContent struct{ *stream }
 
-func (pipeContent) Seek(int64, int) (int64, error) {
+func (streamContent) Seek(int64, int) (int64, error) {
 	return 0, errors.New("upload content is not seekable")
+}
+
+func (c streamContent) Close() error {
+	c.closeRead(nil)
+	return nil
+}
+
+// stream is io.Pipe that can also pass its last bytes together with the end
+// of the content, as net/http's request body does: the backend reads the
+// object into a bytes.Buffer, whose ReadFrom otherwise grows (doubles, and
+// zeroes) the buffer once more just to read a lone io.EOF -- for an object
+// the size of a power of two (1 GiB), a 2 GiB allocation for nothing.
+type stream struct {
+	wrMu sync.Mutex // serializes writes
+	wrCh chan piece
+	rdCh chan int
+
+	once sync.Once // protects closing done
+	done chan struct{}
+	mu   sync.Mutex
+	rerr error
+	werr error
+}
+
+type piece struct {
+	b    []byte
+	last bool
+}
+
+func newStream() *stream {
+	return &stream{wrCh: make(chan piece), rdCh: make(chan int), done: make(chan struct{})}
+}
+
+func (p *stream) Read(b []byte) (int, error) {
+	select {
+	case <-p.done:
+		return 0, p.readCloseError()
+	default:
+	}
+	select {
+	case pc := <-p.wrCh:
+		n := copy(b, pc.b)
+		p.rdCh <- n
+		if pc.last && n == len(pc.b) {
+			return n, io.EOF
+		}
+		return n, nil
+	case <-p.done:
+		return 0, p.readCloseError()
+	}
+}
+
+func (p *stream) Write(b []byte) (int, error) { return p.write(b, false) }
+
+// writeLast writes b and ends the content.
+func (p *stream) writeLast(b []byte) {
+	if _, err := p.write(b, true); err == nil {
+		p.CloseWithError(nil)
+	}
+}
+
+func (p *stream) write(b []byte, last bool) (n int, err error) {
+	select {
+	case <-p.done:
+		return 0, p.writeCloseError()
+	default:
+	}
+	p.wrMu.Lock()
+	defer p.wrMu.Unlock()
+	for once := true; once || len(b) > 0; once = false {
+		select {
+		case p.wrCh <- piece{b, last}:
+			nw := <-p.rdCh
+			b = b[nw:]
+			n += nw
+		case <-p.done:
+			return n, p.writeCloseError()
+		}
+	}
+	return n, nil
+}
+
+// CloseWithError ends the content: the reader gets err (nil: io.EOF).
+func (p *stream) CloseWithError(err error) {
+	if err == nil {
+		err = io.EOF
+	}
+	p.mu.Lock()
+	if p.werr == nil {
+		p.werr = err
+	}
+	p.mu.Unlock()
+	p.once.Do(func() { close(p.done) })
+}
+
+// closeRead fails writes with err (nil: io.ErrClosedPipe).
+func (p *stream) closeRead(err error) {
+	if err == nil {
+		err = io.ErrClosedPipe
+	}
+	p.mu.Lock()
+	if p.rerr == nil {
+		p.rerr = err
+	}
+	p.mu.Unlock()
+	p.once.Do(func() { close(p.done) })
+}
+
+func (p *stream) readCloseError() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.rerr == nil && p.werr != nil {
+		return p.werr
+	}
+	return io.ErrClosedPipe
+}
+
+func (p *stream) writeCloseError() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.werr == nil && p.rerr != nil {
+		return p.rerr
+	}
+	return io.ErrClosedPipe
 }
 
 // readOnly is the session file's section, without Close: the session owns it.
