@@ -443,7 +443,7 @@ func (r *run) apply(ctx context.Context, l lessonstate.Lesson) error {
 		r.log.Info("lesson detected", "lessonId", l.ID, "courseId", l.CourseID, "change", change.String(), "mediaStatus", l.MediaStatus)
 	}
 	if ev != nil {
-		r.publish(ctx, l.ID, []lessonstate.Outbox{outboxEntry(detectedTopic(*ev), *ev)})
+		r.publishEvent(ctx, l.ID, *ev)
 	}
 	return nil
 }
@@ -458,7 +458,7 @@ func (r *run) remove(ctx context.Context, id string) {
 	r.rec.Counts.Removed++
 	r.log.Info("lesson removed", "lessonId", id)
 	if ev != nil {
-		r.publish(ctx, id, []lessonstate.Outbox{outboxEntry(events.TopicLessonEvents, *ev)})
+		r.publishEvent(ctx, id, *ev)
 	}
 }
 
@@ -551,25 +551,14 @@ func (r *run) publish(ctx context.Context, id string, entries []lessonstate.Outb
 	}
 }
 
-// detectedTopic is the topic the store queued a detection event on: the one
-// that feeds the event's first stage (lessonstate's topicFor): download
-// (lesson-discovered) or, when the media work is reusable, enrich
-// (lesson-processed).
-func detectedTopic(ev events.LessonEvent) string {
-	if ev.From == lessonstate.StageEnrich {
-		return events.TopicLessonProcessed
-	}
-	return events.TopicLessonDiscovered
-}
-
-// outboxEntry is the outbox entry the store wrote for ev: AckOutbox matches
-// entries by topic and data.
-func outboxEntry(topic string, ev events.LessonEvent) lessonstate.Outbox {
-	data, err := json.Marshal(ev)
+// publishEvent publishes the event the store just queued for a lesson.
+func (r *run) publishEvent(ctx context.Context, id string, ev events.LessonEvent) {
+	o, err := lessonstate.OutboxEntry(ev)
 	if err != nil {
-		panic("detect: marshal lesson event: " + err.Error()) // plain strings and ints
+		r.errorf("lesson %s: %v (left in the outbox)", id, err)
+		return
 	}
-	return lessonstate.Outbox{Topic: topic, Data: data}
+	r.publish(ctx, id, []lessonstate.Outbox{o})
 }
 
 // attributes are the Pub/Sub attributes of an outbox entry, read from its

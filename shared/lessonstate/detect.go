@@ -118,7 +118,7 @@ func (s *Store) ApplyDetected(ctx context.Context, id string, obs Observed) (Cha
 		}
 		if l.MediaStatus == MediaReady {
 			e := events.LessonEvent{LessonID: id, Version: l.Version, CourseID: l.CourseID, RunID: obs.RunID, From: from}
-			if err := l.queue(topicFor(from), e); err != nil {
+			if err := l.queue(e); err != nil {
 				return err
 			}
 			ev = &e
@@ -156,7 +156,7 @@ func (s *Store) MarkRemoved(ctx context.Context, id, runID string) (*events.Less
 			LessonID: id, Version: l.Version, CourseID: l.CourseID, RunID: runID,
 			Kind: events.KindRemoved, Reason: RemovedReason,
 		}
-		if err := l.queue(events.TopicLessonEvents, e); err != nil {
+		if err := l.queue(e); err != nil {
 			return err
 		}
 		now := s.now()
@@ -174,16 +174,6 @@ func (s *Store) MarkRemoved(ctx context.Context, id, runID string) (*events.Less
 		return nil, fmt.Errorf("mark lesson %s removed: %w", id, err)
 	}
 	return ev, nil
-}
-
-// topicFor is the topic that feeds stage from: detection starts a lesson at
-// download (lesson-discovered, read by the downloader) or, when its media
-// work is reusable, at enrich (lesson-processed, read by the enricher).
-func topicFor(from string) string {
-	if from == StageEnrich {
-		return events.TopicLessonProcessed
-	}
-	return events.TopicLessonDiscovered
 }
 
 // describe keeps only the descriptive fields of an observed lesson.

@@ -175,11 +175,31 @@ func (o Outbox) Event() (events.LessonEvent, error) {
 	return e, nil
 }
 
-func (l *Lesson) queue(topic string, e events.LessonEvent) error {
+func (l *Lesson) queue(e events.LessonEvent) error {
+	o, err := OutboxEntry(e)
+	if err != nil {
+		return err
+	}
+	l.Outbox = append(l.Outbox, o)
+	return nil
+}
+
+// OutboxEntry is the outbox entry for a detection event: its JSON body, on
+// the topic that feeds its first stage (lesson-discovered for download,
+// lesson-processed for enrich) or, for a removal, lesson-events. The detector
+// publishes the events ApplyDetected and MarkRemoved return through this, so
+// what it acknowledges is exactly what the store queued.
+func OutboxEntry(e events.LessonEvent) (Outbox, error) {
+	topic := events.TopicLessonDiscovered
+	switch {
+	case e.Kind != "":
+		topic = events.TopicLessonEvents
+	case e.From == StageEnrich:
+		topic = events.TopicLessonProcessed
+	}
 	data, err := json.Marshal(e)
 	if err != nil {
-		return fmt.Errorf("encode %s event: %w", topic, err)
+		return Outbox{}, fmt.Errorf("encode %s event: %w", topic, err)
 	}
-	l.Outbox = append(l.Outbox, Outbox{Topic: topic, Data: data})
-	return nil
+	return Outbox{Topic: topic, Data: data}, nil
 }

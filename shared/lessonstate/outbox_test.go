@@ -2,8 +2,11 @@ package lessonstate
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/coursekb/pipeline/shared/events"
 )
 
 // Acknowledging an outbox does not touch the lesson document, so it does not
@@ -67,3 +70,24 @@ func TestAckOutboxDoesNotContendWithClaim(t *testing.T) {
 
 // Outboxes kept in the lesson document's "outbox" array (before they moved
 // to the subcollection) are neither lost nor reordered.
+
+// An event goes to the topic that feeds its first stage; removals (and any
+// other kind) to lesson-events.
+func TestOutboxEntryTopic(t *testing.T) {
+	for _, tc := range []struct {
+		ev   events.LessonEvent
+		want string
+	}{
+		{events.LessonEvent{LessonID: "a", Version: 1, From: StageDownload}, events.TopicLessonDiscovered},
+		{events.LessonEvent{LessonID: "a", Version: 2, From: StageEnrich}, events.TopicLessonProcessed},
+		{events.LessonEvent{LessonID: "a", Version: 2, Kind: events.KindRemoved}, events.TopicLessonEvents},
+	} {
+		o, err := OutboxEntry(tc.ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o.Topic != tc.want || !strings.Contains(string(o.Data), `"lessonId":"a"`) {
+			t.Errorf("%+v: entry %s %s, want topic %s", tc.ev, o.Topic, o.Data, tc.want)
+		}
+	}
+}
