@@ -99,7 +99,7 @@ func NewFromEnv(ctx context.Context) (*Handler, error) {
 	hm, err := hotmart.New(hotmart.Config{
 		BaseURL: cfg.Hotmart.BaseURL, TokenURL: cfg.Hotmart.TokenURL,
 		ClientID: cfg.Hotmart.ClientID, ClientSecret: cfg.Hotmart.ClientSecret, BasicToken: cfg.Hotmart.BasicToken,
-		RequestsPerMinute: cfg.Hotmart.RequestsPerMinute, Logger: log,
+		RequestsPerMinute: cfg.Hotmart.RequestsPerMinute, Logger: log.With(logging.KeyStage, "detect"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("detector: %w", err)
