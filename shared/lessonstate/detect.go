@@ -123,13 +123,7 @@ func (s *Store) ApplyDetected(ctx context.Context, id string, obs Observed) (Cha
 			}
 			ev = &e
 		}
-		// The entries go to the outbox subcollection, in this transaction;
-		// the lesson document holds none.
-		if err := s.txQueue(tx, id, l.Outbox, now); err != nil {
-			return err
-		}
-		l.Outbox = nil
-		return tx.Set(ref, l)
+		return s.txSetLesson(tx, ref, l, now)
 	})
 	if err != nil {
 		return Unchanged, nil, fmt.Errorf("apply detected lesson %s: %w", id, err)
@@ -164,11 +158,7 @@ func (s *Store) MarkRemoved(ctx context.Context, id, runID string) (*events.Less
 		l.LastRunID = runID
 		l.UpdatedAt = now
 		ev = &e
-		if err := s.txQueue(tx, id, l.Outbox, now); err != nil {
-			return err
-		}
-		l.Outbox = nil
-		return tx.Set(ref, l)
+		return s.txSetLesson(tx, ref, l, now)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("mark lesson %s removed: %w", id, err)

@@ -66,16 +66,18 @@ func (s *Store) outboxRef(lessonID string, o Outbox) *firestore.DocumentRef {
 	return s.lessonRef(lessonID).Collection(CollOutbox).Doc(entryID(o))
 }
 
-// txQueue writes entries as outbox documents of lesson id, in the
-// transaction that writes the change they announce.
-func (s *Store) txQueue(tx *firestore.Transaction, id string, entries []Outbox, now time.Time) error {
-	for _, o := range entries {
+// txSetLesson writes a lesson and, as documents of its outbox subcollection,
+// the events its Outbox queues, in one transaction: the change and what
+// announces it land together or not at all.
+func (s *Store) txSetLesson(tx *firestore.Transaction, ref *firestore.DocumentRef, l Lesson, now time.Time) error {
+	for _, o := range l.Outbox {
 		doc := outboxDoc{Topic: o.Topic, Data: o.Data, Seq: entrySeq(o), CreatedAt: now}
-		if err := tx.Set(s.outboxRef(id, o), doc); err != nil {
+		if err := tx.Set(s.outboxRef(ref.ID, o), doc); err != nil {
 			return err
 		}
 	}
-	return nil
+	l.Outbox = nil // the lesson document holds none
+	return tx.Set(ref, l)
 }
 
 // PendingOutbox returns the lessons whose outbox holds unpublished events,
