@@ -97,6 +97,7 @@ type Stack struct {
 	Storage *storage.Client
 	State   *lessonstate.Store
 
+	publisher *events.Publisher
 	stops     []func()
 	busCancel context.CancelFunc
 	busDone   chan error
@@ -179,6 +180,8 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		return nil, fmt.Errorf("stack: pubsub client: %w", err)
 	}
 	s.stops = append(s.stops, func() { s.PS.Close() })
+	s.publisher = events.NewPublisher(s.PS)
+	s.stops = append(s.stops, s.publisher.Close)
 	for _, t := range publishedTopics {
 		if err := createTopic(ctx, s.PS, s.ProjectID, t); err != nil {
 			return nil, err
@@ -342,11 +345,10 @@ func (s *Stack) Detect(ctx context.Context) (detector.Summary, error) {
 	return sum, nil
 }
 
-// Publish publishes a message the way `gcloud pubsub topics publish` does.
+// Publish publishes a message the way `gcloud pubsub topics publish` does:
+// any bytes, valid or not.
 func (s *Stack) Publish(ctx context.Context, topic string, data []byte, attrs map[string]string) error {
-	p := s.PS.Publisher(topic)
-	defer p.Stop()
-	_, err := p.Publish(ctx, &pubsub.Message{Data: data, Attributes: attrs}).Get(ctx)
+	_, err := s.publisher.PublishRaw(ctx, topic, data, attrs)
 	return err
 }
 
