@@ -143,7 +143,9 @@ func (b *Bus) deliver(ctx context.Context, r Route, m *pubsub.Message) {
 	d.Attempt = b.attempt(d.Subscription, m)
 	log := b.opts.Logger.With("route", r.Name, "messageId", m.ID, "lessonId", d.LessonID, "attempt", d.Attempt)
 
-	req, err := b.request(ctx, r, m, &d)
+	actx, cancel := context.WithTimeout(ctx, r.AckDeadline)
+	defer cancel()
+	req, err := b.request(actx, r, m, &d)
 	if req == nil && err == nil {
 		d.Outcome = Ignored
 		log.Debug("eventarc: message ignored", "eventType", m.Attributes["eventType"])

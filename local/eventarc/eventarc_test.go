@@ -258,6 +258,48 @@ func TestDeliversPubSubMessageAsBinaryCloudEvent(t *testing.T) {
 	}
 }
 
+// A function that does not answer within the ack deadline has failed that
+// attempt, as with a push subscription: the message comes again and the
+// next, prompt answer acknowledges it.
+func TestHungDeliveryIsRetriedAfterTheAckDeadline(t *testing.T) {
+	release := make(chan struct{})
+	var mu sync.Mutex
+	calls := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		mu.Lock()
+		calls++
+		n := calls
+		mu.Unlock()
+		if n == 1 {
+			select { // hang past the deadline
+			case <-release:
+			case <-r.Context().Done():
+			}
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(release) }) // runs before srv.Close, which waits for the handler
+	routes := []Route{{Name: "downloader", Topic: events.TopicLessonDiscovered, Target: srv.URL,
+		MinBackoff: 10 * time.Millisecond, MaxBackoff: 10 * time.Millisecond, AckDeadline: 300 * time.Millisecond}}
+	e := start(t, routes, Options{})
+	e.publish(t, events.TopicLessonDiscovered, events.LessonEvent{LessonID: "L1", Version: 1}, context.Background())
+	waitFor(t, 20*time.Second, "a delivered attempt", func() bool {
+		for _, d := range e.obs.deliveries() {
+			if d.Outcome == Delivered {
+				return true
+			}
+		}
+		return false
+	})
+	ds := e.obs.deliveries()
+	if ds[0].Outcome != Retrying || ds[0].Err == nil || ds[0].Duration < 300*time.Millisecond {
+		t.Errorf("first attempt %+v, want a retry after the 300ms deadline", ds[0])
+	}
+}
+
 // 500, 500, 200: three attempts with the backoff between them, then the
 // message is acknowledged and never comes back.
 func TestRetriesWithBackoffUntilAccepted(t *testing.T) {
@@ -486,12 +528,13 @@ func TestRoutesAreChecked(t *testing.T) {
 	t.Parallel()
 	good := Route{Name: "a", Topic: "topic-a", Target: "http://localhost:1/"}
 	for name, r := range map[string]Route{
-		"no name":         {Topic: "t", Target: good.Target},
-		"no topic":        {Name: "a", Target: good.Target},
-		"bad target":      {Name: "a", Topic: "topic-a", Target: "localhost:1"},
-		"few attempts":    {Name: "a", Topic: "topic-a", Target: good.Target, MaxDeliveryAttempts: 4},
-		"backoff order":   {Name: "a", Topic: "topic-a", Target: good.Target, MinBackoff: time.Second, MaxBackoff: time.Millisecond},
-		"backoff too big": {Name: "a", Topic: "topic-a", Target: good.Target, MinBackoff: time.Second, MaxBackoff: time.Hour},
+		"no name":          {Topic: "t", Target: good.Target},
+		"no topic":         {Name: "a", Target: good.Target},
+		"bad target":       {Name: "a", Topic: "topic-a", Target: "localhost:1"},
+		"few attempts":     {Name: "a", Topic: "topic-a", Target: good.Target, MaxDeliveryAttempts: 4},
+		"backoff order":    {Name: "a", Topic: "topic-a", Target: good.Target, MinBackoff: time.Second, MaxBackoff: time.Millisecond},
+		"backoff too big":  {Name: "a", Topic: "topic-a", Target: good.Target, MinBackoff: time.Second, MaxBackoff: time.Hour},
+		"deadline too big": {Name: "a", Topic: "topic-a", Target: good.Target, AckDeadline: time.Hour},
 	} {
 		if _, err := prepare([]Route{r}); err == nil {
 			t.Errorf("%s: accepted %+v", name, r)

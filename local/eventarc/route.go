@@ -30,6 +30,9 @@ const (
 	DefaultMaxDeliveryAttempts = 5
 	DefaultMinBackoff          = 10 * time.Second
 	DefaultMaxBackoff          = 600 * time.Second
+	// DefaultAckDeadline is Pub/Sub's longest: how long a push waits for
+	// the function's answer before the message counts as not acknowledged.
+	DefaultAckDeadline = 600 * time.Second
 )
 
 // Route connects a topic to a function, as one Eventarc trigger fed by a
@@ -59,6 +62,10 @@ type Route struct {
 	// google.cloud.storage.object.v1.finalized event, other event types are
 	// acknowledged and dropped.
 	Storage bool
+	// AckDeadline bounds each delivery attempt, as a push subscription's
+	// ack deadline does: a function that has not answered by then has
+	// failed this attempt and the message is redelivered. Default 600 s.
+	AckDeadline time.Duration
 }
 
 // withDefaults returns r with empty fields defaulted, or an error naming what
@@ -76,6 +83,9 @@ func (r Route) withDefaults() (Route, error) {
 	if r.MinBackoff == 0 && r.MaxBackoff == 0 {
 		r.MinBackoff, r.MaxBackoff = DefaultMinBackoff, DefaultMaxBackoff
 	}
+	if r.AckDeadline == 0 {
+		r.AckDeadline = DefaultAckDeadline
+	}
 	var problems []error
 	if r.Name == "" {
 		problems = append(problems, errors.New("Name is empty"))
@@ -91,6 +101,9 @@ func (r Route) withDefaults() (Route, error) {
 	}
 	if r.MinBackoff < 0 || r.MaxBackoff < r.MinBackoff || r.MaxBackoff > DefaultMaxBackoff {
 		problems = append(problems, fmt.Errorf("backoff %s..%s is not 0 <= min <= max <= 600s", r.MinBackoff, r.MaxBackoff))
+	}
+	if r.AckDeadline < 0 || r.AckDeadline > DefaultAckDeadline {
+		problems = append(problems, fmt.Errorf("AckDeadline %s is outside 0..600s", r.AckDeadline))
 	}
 	if len(problems) > 0 {
 		return r, fmt.Errorf("eventarc: route %q: %w", r.Name, errors.Join(problems...))

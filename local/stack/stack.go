@@ -75,6 +75,9 @@ type Options struct {
 	MinBackoff, MaxBackoff time.Duration
 	// MaxDeliveryAttempts before a message is dead-lettered (default 5).
 	MaxDeliveryAttempts int
+	// AckDeadline bounds each delivery to a function (default 600 s, as in
+	// Pub/Sub): a function that hangs gets the message again.
+	AckDeadline time.Duration
 	// Env adds or overrides variables of the functions' environment.
 	Env map[string]string
 }
@@ -116,6 +119,7 @@ func Routes(functionsURL string, o Options) []eventarc.Route {
 		MaxDeliveryAttempts: o.MaxDeliveryAttempts,
 		MinBackoff:          o.MinBackoff,
 		MaxBackoff:          o.MaxBackoff,
+		AckDeadline:         o.AckDeadline,
 	}}
 }
 
@@ -250,13 +254,13 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if err := eventarc.Setup(ctx, s.PS, s.ProjectID, routes); err != nil {
 		return nil, fmt.Errorf("stack: %w", err)
 	}
+	busLog := slog.New(slog.NewJSONHandler(opts.Logs, nil))
 	bus := eventarc.New(s.PS, s.ProjectID, routes, eventarc.Options{
-		Observer: opts.Observer, ObserveDeadLetters: true,
-		Logger: slog.New(slog.NewJSONHandler(opts.Logs, nil)),
+		Observer: opts.Observer, ObserveDeadLetters: true, Logger: busLog,
 	})
 	busCtx, cancel := context.WithCancel(context.Background())
 	s.busCancel, s.busDone = cancel, make(chan error, 1)
-	go func() { s.busDone <- bus.Run(busCtx) }()
+	go func() { s.busDone <- superviseBus(busCtx, bus, busLog) }()
 	return s, nil
 }
 
@@ -438,6 +442,25 @@ func (s *Stack) setenv(key, value string) {
 			os.Unsetenv(key)
 		}
 	})
+}
+
+// superviseBus keeps the local Eventarc receiving until ctx ends, as the
+// real one would: a receive that fails (the emulator refusing a streaming
+// pull for a moment, say) is logged and restarted instead of leaving the
+// stack silently delivering nothing.
+func superviseBus(ctx context.Context, bus *eventarc.Bus, log *slog.Logger) error {
+	for {
+		err := bus.Run(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		log.Error("local eventarc stopped receiving; restarting", "error", fmt.Sprint(err))
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }
 
 func createTopic(ctx context.Context, ps *pubsub.Client, projectID, topic string) error {

@@ -118,6 +118,10 @@ func startStack(t *testing.T) *harness {
 		Dir: t.TempDir(), ProjectID: emulators.ProjectID("stack"), Catalog: cat,
 		MediaDir: mediaDir, Videos: videos, Logs: h.logs, Observer: h.deliveries.add,
 		MinBackoff: 100 * time.Millisecond, MaxBackoff: 500 * time.Millisecond,
+		// A delivery that hangs (seen once on a loaded CI machine) is tried
+		// again well within the tests' waits, as Pub/Sub would after the
+		// ack deadline.
+		AckDeadline: 10 * time.Second,
 	})
 	if err != nil {
 		t.Fatalf("stack did not start: %v", err)
