@@ -11,22 +11,17 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"os"
-	"sync"
 	"time"
 
-	"cloud.google.com/go/firestore"
-	"cloud.google.com/go/pubsub/v2"
-	"cloud.google.com/go/storage"
 	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
 
 	"github.com/coursekb/pipeline/shared/config"
 	"github.com/coursekb/pipeline/shared/detect"
-	"github.com/coursekb/pipeline/shared/events"
 	"github.com/coursekb/pipeline/shared/hotmart"
 	"github.com/coursekb/pipeline/shared/lessonstate"
 	"github.com/coursekb/pipeline/shared/logging"
 	"github.com/coursekb/pipeline/shared/media"
+	"github.com/coursekb/pipeline/shared/setup"
 	"github.com/coursekb/pipeline/shared/tracing"
 )
 
@@ -37,14 +32,14 @@ func init() {
 	functions.HTTP(EntryPoint, entry)
 }
 
-var instance = sync.OnceValues(func() (*Handler, error) {
-	return NewFromEnv(context.Background())
-})
+// instance is built on the first request and kept; a failed start-up is
+// retried by the next request (setup.Instance).
+var instance = setup.NewInstance(NewFromEnv)
 
 func entry(w http.ResponseWriter, r *http.Request) {
-	h, err := instance()
+	h, err := instance.Get(r.Context())
 	if err != nil {
-		logging.Default().ErrorContext(r.Context(), "detector cannot start", "error", err.Error())
+		logging.Default().ErrorContext(r.Context(), "detector cannot start", "error", err.Error(), logging.KeyStage, "detect")
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
@@ -75,10 +70,16 @@ type Deps struct {
 	Log       *slog.Logger
 }
 
-// New returns a handler.
-func New(d Deps) *Handler {
+// New returns a handler, or an error naming every missing dependency.
+func New(d Deps) (*Handler, error) {
+	if err := setup.Missing("detector", map[string]any{
+		"Hotmart": d.Hotmart, "store": d.Store, "publisher": d.Publisher, "catalog": d.Catalog,
+		"resolver": d.Resolver, "logger": d.Log,
+	}); err != nil {
+		return nil, err
+	}
 	return &Handler{hotmart: d.Hotmart, store: d.Store, publisher: d.Publisher, catalog: d.Catalog,
-		resolver: d.Resolver, budget: d.Budget, log: d.Log}
+		resolver: d.Resolver, budget: d.Budget, log: d.Log}, nil
 }
 
 // NewFromEnv builds the handler and its clients from the environment
@@ -92,46 +93,43 @@ func NewFromEnv(ctx context.Context) (*Handler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("detector: COURSE_CATALOG: %w", err)
 	}
-	log := logging.New(os.Stdout, cfg.LogLevel, cfg.ProjectID)
-	if err := tracing.SetupProcess(ctx, "detector", cfg.TraceExporter, cfg.ProjectID, cfg.TraceSampleRatio); err != nil {
-		return nil, fmt.Errorf("detector: %w", err)
+	env, err := setup.New(ctx, "detector", cfg.Common, setup.Options{})
+	if err != nil {
+		return nil, err
 	}
+	h, err := fromEnv(env, cfg, catalog)
+	if err != nil {
+		env.Close()
+		return nil, err
+	}
+	return h, nil
+}
+
+func fromEnv(env *setup.Env, cfg config.Detector, catalog detect.Catalog) (*Handler, error) {
 	hm, err := hotmart.New(hotmart.Config{
 		BaseURL: cfg.Hotmart.BaseURL, TokenURL: cfg.Hotmart.TokenURL,
 		ClientID: cfg.Hotmart.ClientID, ClientSecret: cfg.Hotmart.ClientSecret, BasicToken: cfg.Hotmart.BasicToken,
-		RequestsPerMinute: cfg.Hotmart.RequestsPerMinute, Logger: log.With(logging.KeyStage, "detect"),
+		RequestsPerMinute: cfg.Hotmart.RequestsPerMinute, Logger: env.Log.With(logging.KeyStage, "detect"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("detector: %w", err)
-	}
-	fs, err := firestore.NewClient(ctx, cfg.ProjectID)
-	if err != nil {
-		return nil, fmt.Errorf("detector: firestore client: %w", err)
-	}
-	st, err := storage.NewClient(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("detector: storage client: %w", err)
-	}
-	ps, err := pubsub.NewClient(ctx, cfg.ProjectID)
-	if err != nil {
-		return nil, fmt.Errorf("detector: pubsub client: %w", err)
 	}
 	hc := &http.Client{Timeout: time.Minute}
 	resolver := func(ctx context.Context) (detect.MediaResolver, error) {
 		var manifest *media.Manifest
 		if cfg.MediaManifestURI != "" {
-			m, err := media.LoadManifest(ctx, cfg.MediaManifestURI, st, hc)
+			m, err := media.LoadManifest(ctx, cfg.MediaManifestURI, env.Storage, hc)
 			if err != nil {
 				return nil, fmt.Errorf("load media manifest %s: %w", cfg.MediaManifestURI, err)
 			}
 			manifest = m
 		}
-		return media.NewResolver(manifest, st, cfg.RawBucket, cfg.MediaIngestPrefix), nil
+		return media.NewResolver(manifest, env.Storage, cfg.RawBucket, cfg.MediaIngestPrefix), nil
 	}
 	return New(Deps{
-		Hotmart: hm, Store: lessonstate.New(fs), Publisher: events.NewPublisher(ps), Catalog: catalog,
-		Resolver: resolver, Budget: cfg.Budget, Log: log,
-	}), nil
+		Hotmart: hm, Store: env.Store, Publisher: env.Publisher, Catalog: catalog,
+		Resolver: resolver, Budget: cfg.Budget, Log: env.Log,
+	})
 }
 
 // Summary is the detector's answer.
@@ -157,7 +155,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
-	d := detect.New(h.hotmart, resolver, h.store, h.publisher, h.catalog, log)
+	d, err := detect.New(h.hotmart, resolver, h.store, h.publisher, h.catalog, log)
+	if err != nil {
+		log.ErrorContext(ctx, "detection cannot start", "error", err.Error())
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
 	run, err := d.Run(ctx, detect.RunOptions{RunID: runID, Budget: h.budget})
 	sum := Summary{RunID: runID, Complete: run.Complete, Cursor: run.Cursor, Counts: run.Counts,
 		AwaitingMedia: run.AwaitingMedia, Errors: run.Errors}

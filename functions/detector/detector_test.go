@@ -70,7 +70,7 @@ func newHandler(t *testing.T, resolverErr error) (*Handler, *localhotmart.Server
 		catalog[p.ID] = detect.CatalogEntry{Subdomain: p.ClubSubdomain, School: p.School}
 	}
 	var logs bytes.Buffer
-	h := New(Deps{
+	h, err := New(Deps{
 		Hotmart: hm, Store: lessonstate.New(fs), Publisher: pub, Catalog: catalog, Budget: time.Minute,
 		Resolver: func(context.Context) (detect.MediaResolver, error) {
 			if resolverErr != nil {
@@ -80,6 +80,9 @@ func newHandler(t *testing.T, resolverErr error) (*Handler, *localhotmart.Server
 		},
 		Log: logging.New(&logs, "info", project),
 	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	return h, hs, &logs
 }
 

@@ -7,13 +7,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/http"
-	"os"
-	"sync"
 
-	"cloud.google.com/go/firestore"
-	"cloud.google.com/go/pubsub/v2"
-	"cloud.google.com/go/storage"
 	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
 	"github.com/cloudevents/sdk-go/v2/event"
 
@@ -22,6 +16,8 @@ import (
 	"github.com/coursekb/pipeline/shared/events"
 	"github.com/coursekb/pipeline/shared/lessonstate"
 	"github.com/coursekb/pipeline/shared/logging"
+	"github.com/coursekb/pipeline/shared/media"
+	"github.com/coursekb/pipeline/shared/setup"
 	"github.com/coursekb/pipeline/shared/tracing"
 	"github.com/coursekb/pipeline/shared/transfer"
 )
@@ -33,17 +29,15 @@ func init() {
 	functions.CloudEvent(EntryPoint, entry)
 }
 
-// instance is built once per function instance, on the first event: clients
-// are reused across events, and a bad configuration is reported on every
-// event instead of crashing the container at import time.
-var instance = sync.OnceValues(func() (*Handler, error) {
-	return NewFromEnv(context.Background())
-})
+// instance is built on the first event and kept; a failed start-up is
+// retried by the next event (setup.Instance).
+var instance = setup.NewInstance(NewFromEnv)
 
 func entry(ctx context.Context, ce event.Event) error {
-	h, err := instance()
+	h, err := instance.Get(ctx)
 	if err != nil {
-		logging.Default().ErrorContext(ctx, "downloader cannot start", "error", err.Error())
+		logging.Default().ErrorContext(ctx, "downloader cannot start; the message will be redelivered",
+			"error", err.Error(), logging.KeyStage, lessonstate.StageDownload)
 		return err
 	}
 	return h.Handle(ctx, ce)
@@ -56,42 +50,51 @@ type Handler struct {
 }
 
 // New returns a handler around a download stage.
-func New(stage *download.Stage, log *slog.Logger) *Handler {
-	return &Handler{stage: stage, log: log}
+func New(stage *download.Stage, log *slog.Logger) (*Handler, error) {
+	if err := setup.Missing("downloader", map[string]any{"stage": stage, "logger": log}); err != nil {
+		return nil, err
+	}
+	return &Handler{stage: stage, log: log}, nil
 }
 
 // NewFromEnv builds the handler and its clients from the environment
-// (config.Downloader). The Google Cloud clients honour the emulator
-// variables (FIRESTORE_EMULATOR_HOST, PUBSUB_EMULATOR_HOST,
-// STORAGE_EMULATOR_HOST), which is how the one-machine stack runs this same
-// code.
+// (config.Downloader), and checks that the raw bucket can be reached: a
+// wrong bucket or a missing grant shows at start-up.
 func NewFromEnv(ctx context.Context) (*Handler, error) {
 	var cfg config.Downloader
 	if err := config.Load(&cfg); err != nil {
 		return nil, fmt.Errorf("downloader: %w", err)
 	}
-	log := logging.New(os.Stdout, cfg.LogLevel, cfg.ProjectID)
-	if err := tracing.SetupProcess(ctx, "downloader", cfg.TraceExporter, cfg.ProjectID, cfg.TraceSampleRatio); err != nil {
-		return nil, fmt.Errorf("downloader: %w", err)
-	}
-	fs, err := firestore.NewClient(ctx, cfg.ProjectID)
+	env, err := setup.New(ctx, "downloader", cfg.Common, setup.Options{})
 	if err != nil {
-		return nil, fmt.Errorf("downloader: firestore client: %w", err)
+		return nil, err
 	}
-	st, err := storage.NewClient(ctx)
+	h, err := fromEnv(ctx, env, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("downloader: storage client: %w", err)
+		env.Close()
+		return nil, err
 	}
-	ps, err := pubsub.NewClient(ctx, cfg.ProjectID)
+	return h, nil
+}
+
+func fromEnv(ctx context.Context, env *setup.Env, cfg config.Downloader) (*Handler, error) {
+	if _, err := env.Storage.Bucket(cfg.RawBucket).Attrs(ctx); err != nil {
+		return nil, fmt.Errorf("downloader: raw bucket %s: %w", cfg.RawBucket, err)
+	}
+	hc := transfer.NewMediaClient()
+	stage, err := download.New(download.Deps{
+		Store:     env.Store,
+		Copier:    transfer.New(env.Storage, hc, transfer.Options{MaxBytes: cfg.MaxMediaBytes, ChunkSize: cfg.ChunkSize}),
+		Links:     media.NewLinks(cfg.MediaManifestURI, env.Storage, hc, 0),
+		Announcer: env.Relay,
+		RawBucket: cfg.RawBucket,
+		Lease:     cfg.Lease,
+		Outcome:   env.Outcome,
+	})
 	if err != nil {
-		return nil, fmt.Errorf("downloader: pubsub client: %w", err)
+		return nil, err
 	}
-	// No overall timeout: a multi-gigabyte video takes as long as it takes;
-	// the lease and the function's own timeout bound it.
-	copier := transfer.New(st, &http.Client{}, transfer.Options{MaxBytes: cfg.MaxMediaBytes, ChunkSize: cfg.ChunkSize})
-	store := lessonstate.New(fs, lessonstate.WithMaxAttempts(cfg.MaxAttempts))
-	stage := download.New(store, copier, events.NewPublisher(ps), cfg.RawBucket, cfg.Lease)
-	return New(stage, log), nil
+	return New(stage, env.Log)
 }
 
 // Handle processes one messagePublished CloudEvent. Input that can never

@@ -4,13 +4,19 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 
+	"github.com/coursekb/pipeline/shared/download"
 	"github.com/coursekb/pipeline/shared/events"
+	"github.com/coursekb/pipeline/shared/lessonstate"
 	"github.com/coursekb/pipeline/shared/logging"
+	"github.com/coursekb/pipeline/shared/media"
+	"github.com/coursekb/pipeline/shared/transfer"
 )
 
 func messagePublished(t *testing.T, data any) event.Event {
@@ -25,9 +31,51 @@ func messagePublished(t *testing.T, data any) event.Event {
 	return ce
 }
 
+// untouched fails the test when the stage reaches any of its collaborators.
+type untouched struct{ t *testing.T }
+
+func (u untouched) Claim(context.Context, string, string, int, time.Duration) (lessonstate.Claim, error) {
+	u.t.Error("bad input reached the store")
+	return lessonstate.Claim{}, errors.New("untouched")
+}
+func (u untouched) Complete(context.Context, string, string, int, string, map[string]string) error {
+	u.t.Error("bad input reached the store")
+	return errors.New("untouched")
+}
+func (u untouched) Fail(context.Context, string, string, int, string, string, bool) (lessonstate.Failure, error) {
+	u.t.Error("bad input reached the store")
+	return lessonstate.Failure{}, errors.New("untouched")
+}
+func (u untouched) FromURL(context.Context, transfer.Source, transfer.Dest) (transfer.Result, error) {
+	u.t.Error("bad input reached the copier")
+	return transfer.Result{}, errors.New("untouched")
+}
+func (u untouched) FromObject(context.Context, string, string, transfer.Dest, transfer.Source) (transfer.Result, error) {
+	u.t.Error("bad input reached the copier")
+	return transfer.Result{}, errors.New("untouched")
+}
+func (u untouched) Entry(context.Context, string, bool) (media.Entry, error) {
+	u.t.Error("bad input reached the media source")
+	return media.Entry{}, errors.New("untouched")
+}
+func (u untouched) Event(context.Context, string, events.LessonEvent) error {
+	u.t.Error("bad input was announced")
+	return errors.New("untouched")
+}
+
+func untouchedStage(t *testing.T) *download.Stage {
+	u := untouched{t}
+	st, err := download.New(download.Deps{Store: u, Copier: u, Links: u, Announcer: u, RawBucket: "raw", Lease: time.Minute,
+		Outcome: func(ctx context.Context) (context.Context, context.CancelFunc) { return context.WithCancel(ctx) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
 // Input that can never succeed is acknowledged (nil) and logged with the
-// reason, before the stage is reached: the handler here has no stage, so a
-// test that reached it would panic.
+// reason, before the stage is reached: the stage's collaborators fail the
+// test if anything reaches them.
 func TestHandleRejectsBadInput(t *testing.T) {
 	wrap := func(body string) map[string]any {
 		return map[string]any{"message": map[string]any{"data": []byte(body), "messageId": "m-1"}, "subscription": "s"}
@@ -47,7 +95,10 @@ func TestHandleRejectsBadInput(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var logs bytes.Buffer
-			h := New(nil, logging.New(&logs, "info", "p"))
+			h, err := New(untouchedStage(t), logging.New(&logs, "info", "p"))
+			if err != nil {
+				t.Fatal(err)
+			}
 			if err := h.Handle(context.Background(), messagePublished(t, tt.data)); err != nil {
 				t.Fatalf("bad input must be acknowledged, got %v", err)
 			}

@@ -25,6 +25,18 @@ type Common struct {
 	// TraceExporter is "cloudtrace" in production, "none" on one machine.
 	TraceExporter    string  `env:"TRACE_EXPORTER" envDefault:"none"`
 	TraceSampleRatio float64 `env:"TRACE_SAMPLE_RATIO" envDefault:"1"`
+	// MaxAttempts is how many times a stage is tried for one lesson version
+	// before it fails for good. Pub/Sub's maximum delivery attempts sit
+	// well above it (terraform: max_delivery_attempts), so a stage fails
+	// with its reason before a message is ever dead-lettered.
+	MaxAttempts int `env:"MAX_ATTEMPTS" envDefault:"5"`
+	// PendingAfter is how long a step may wait pending, its event sent and
+	// nobody working on it, before the sweeper sends it again.
+	PendingAfter time.Duration `env:"PENDING_AFTER" envDefault:"10m"`
+	// OutcomeTimeout bounds the final write of a stage's outcome, which is
+	// made on a context detached from the request's: a request cancelled by
+	// its deadline still records how it ended.
+	OutcomeTimeout time.Duration `env:"OUTCOME_TIMEOUT" envDefault:"20s"`
 }
 
 // Hotmart is the Hotmart API endpoint and credentials.
@@ -60,9 +72,19 @@ type Downloader struct {
 	MaxMediaBytes int64 `env:"MAX_MEDIA_BYTES" envDefault:"21474836480"`
 	// Lease is how long a claimed download stays owned; it must outlast the
 	// longest download, or a redelivery would start a second copy.
-	Lease       time.Duration `env:"DOWNLOAD_LEASE" envDefault:"30m"`
-	MaxAttempts int           `env:"MAX_ATTEMPTS" envDefault:"5"`
-	ChunkSize   int           `env:"UPLOAD_CHUNK_BYTES" envDefault:"8388608"`
+	Lease     time.Duration `env:"DOWNLOAD_LEASE" envDefault:"30m"`
+	ChunkSize int           `env:"UPLOAD_CHUNK_BYTES" envDefault:"8388608"`
+	// MediaManifestURI is read at download time for a lesson's current
+	// media link (see DETECTOR's variable of the same name).
+	MediaManifestURI string `env:"MEDIA_MANIFEST_URI"`
+}
+
+// Sweeper configures the sweeper function.
+type Sweeper struct {
+	Common
+	// Batch bounds the lessons one sweep looks at, so a sweep fits its
+	// function timeout however much is stuck; the next sweep goes on.
+	Batch int `env:"SWEEP_BATCH" envDefault:"200"`
 }
 
 // Load fills cfg (a pointer to one of the structs above) from the process

@@ -17,7 +17,6 @@ package detect
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -29,6 +28,7 @@ import (
 	"github.com/coursekb/pipeline/shared/events"
 	"github.com/coursekb/pipeline/shared/hotmart"
 	"github.com/coursekb/pipeline/shared/lessonstate"
+	"github.com/coursekb/pipeline/shared/relay"
 )
 
 // Hotmart reads the producer's course structure.
@@ -119,16 +119,31 @@ type Detector struct {
 	store   Store
 	pub     Publisher
 	catalog Catalog
+	relay   *relay.Relay
 	log     *slog.Logger
 	now     func() time.Time
 }
 
-// New returns a Detector. A nil logger means slog.Default().
-func New(h Hotmart, m MediaResolver, s Store, p Publisher, cat Catalog, logger *slog.Logger) *Detector {
-	if logger == nil {
-		logger = slog.Default()
+// New returns a Detector, or an error naming every missing dependency.
+func New(h Hotmart, m MediaResolver, s Store, p Publisher, cat Catalog, logger *slog.Logger) (*Detector, error) {
+	var missing []error
+	if h == nil {
+		missing = append(missing, errors.New("Hotmart client is nil"))
 	}
-	return &Detector{hotmart: h, media: m, store: s, pub: p, catalog: cat, log: logger, now: time.Now}
+	if m == nil {
+		missing = append(missing, errors.New("media resolver is nil"))
+	}
+	if len(cat) == 0 {
+		missing = append(missing, errors.New("course catalog is empty"))
+	}
+	if err := errors.Join(missing...); err != nil {
+		return nil, fmt.Errorf("detect: %w", err)
+	}
+	rl, err := relay.New(s, p, logger)
+	if err != nil {
+		return nil, fmt.Errorf("detect: %w", err)
+	}
+	return &Detector{hotmart: h, media: m, store: s, pub: p, catalog: cat, relay: rl, log: logger, now: time.Now}, nil
 }
 
 // run is the state of one Run call.
@@ -166,7 +181,7 @@ func (d *Detector) Run(ctx context.Context, opts RunOptions) (lessonstate.Run, e
 	// run: the next one resumes where this one started.
 	r.rec.Cursor = cursor
 	if err := d.store.SaveRun(ctx, r.rec); err != nil {
-		r.errorf("save run at start: %v", err)
+		r.errorf(ctx, "save run at start: %v", err)
 	}
 
 	r.flushOutbox(ctx)
@@ -174,14 +189,14 @@ func (d *Detector) Run(ctx context.Context, opts RunOptions) (lessonstate.Run, e
 	products, err := d.hotmart.Products(ctx)
 	if err != nil {
 		err = fmt.Errorf("list Hotmart products: %w", err)
-		r.errorf("%v", err)
+		r.errorf(ctx, "%v", err)
 		if serr := r.finish(ctx, false, cursor); serr != nil {
 			err = errors.Join(err, serr)
 		}
 		return r.rec, err
 	}
 
-	walk, present := d.plan(products, r.log)
+	walk, present := d.plan(ctx, products, r.log)
 	complete, next := r.sweep(ctx, walk, cursor)
 	if complete {
 		r.removeVanished(ctx, present)
@@ -196,13 +211,13 @@ func (r *run) resumeCursor(ctx context.Context) string {
 	prev, found, err := r.d.store.LatestRun(ctx)
 	switch {
 	case err != nil:
-		r.errorf("read latest run (starting a new sweep): %v", err)
+		r.errorf(ctx, "read latest run (starting a new sweep): %v", err)
 		return ""
 	case !found || prev.Complete:
 		return ""
 	}
 	if prev.Cursor != "" {
-		r.log.Info("resuming incomplete sweep", "previousRunId", prev.ID, "cursor", prev.Cursor)
+		r.log.InfoContext(ctx, "resuming incomplete sweep", "previousRunId", prev.ID, "cursor", prev.Cursor)
 	}
 	return prev.Cursor
 }
@@ -216,7 +231,7 @@ type catalogProduct struct {
 // plan picks the catalog's products from the product list, in ascending id
 // order, and the set of course ids that still exist (in the list and the
 // catalog, not deleted); inactive ones exist but are not walked.
-func (d *Detector) plan(products []hotmart.Product, log *slog.Logger) ([]catalogProduct, map[string]bool) {
+func (d *Detector) plan(ctx context.Context, products []hotmart.Product, log *slog.Logger) ([]catalogProduct, map[string]bool) {
 	var walk []catalogProduct
 	present := map[string]bool{}
 	var notInCatalog []int64
@@ -238,11 +253,11 @@ func (d *Detector) plan(products []hotmart.Product, log *slog.Logger) ([]catalog
 	walk = slices.CompactFunc(walk, func(a, b catalogProduct) bool { return a.ID == b.ID })
 	if len(notInCatalog) > 0 {
 		slices.Sort(notInCatalog)
-		log.Info("products not in the course catalog skipped", "count", len(notInCatalog), "productIds", notInCatalog)
+		log.InfoContext(ctx, "products not in the course catalog skipped", "count", len(notInCatalog), "productIds", notInCatalog)
 	}
 	for id := range d.catalog {
 		if !listed[id] {
-			log.Warn("catalog product not in the Hotmart product list: its lessons are removed at the end of the sweep", "courseId", courseID(id))
+			log.WarnContext(ctx, "catalog product not in the Hotmart product list: its lessons are removed at the end of the sweep", "courseId", courseID(id))
 		}
 	}
 	return walk, present
@@ -255,7 +270,7 @@ func (r *run) sweep(ctx context.Context, walk []catalogProduct, cursor string) (
 	if cursor != "" {
 		c, err := strconv.ParseInt(cursor, 10, 64)
 		if err != nil {
-			r.errorf("previous run's cursor %q is not a product id: starting a new sweep", cursor)
+			r.errorf(ctx, "previous run's cursor %q is not a product id: starting a new sweep", cursor)
 		} else {
 			// The cursor's product may have vanished: start at the next one.
 			first, _ = slices.BinarySearchFunc(walk, c, func(p catalogProduct, id int64) int { return cmp.Compare(p.ID, id) })
@@ -264,19 +279,19 @@ func (r *run) sweep(ctx context.Context, walk []catalogProduct, cursor string) (
 	walked := 0
 	for _, p := range walk[first:] {
 		if p.Status != statusActive {
-			r.log.Info("inactive product skipped", "courseId", courseID(p.ID), "status", p.Status)
+			r.log.InfoContext(ctx, "inactive product skipped", "courseId", courseID(p.ID), "status", p.Status)
 			continue
 		}
 		// The first product of a run is always walked to the end, so that
 		// every run makes progress however small its budget.
 		if walked > 0 && r.overBudget(ctx) {
-			r.log.Info("time budget used: stopping before product", "courseId", courseID(p.ID))
+			r.log.InfoContext(ctx, "time budget used: stopping before product", "courseId", courseID(p.ID))
 			return false, courseID(p.ID)
 		}
 		abandoned := r.walkProduct(ctx, p, walked > 0)
 		walked++
 		if abandoned {
-			r.log.Info("time budget used: product abandoned, the next run walks it again", "courseId", courseID(p.ID))
+			r.log.InfoContext(ctx, "time budget used: product abandoned, the next run walks it again", "courseId", courseID(p.ID))
 			return false, courseID(p.ID)
 		}
 	}
@@ -295,7 +310,7 @@ func (r *run) walkProduct(ctx context.Context, p catalogProduct, mayAbandon bool
 		if ctx.Err() != nil {
 			return true
 		}
-		r.errorf("course %s: list modules of Club %q: %v (lessons kept as they were)", cid, p.entry.Subdomain, err)
+		r.errorf(ctx, "course %s: list modules of Club %q: %v (lessons kept as they were)", cid, p.entry.Subdomain, err)
 		return false
 	}
 	slices.SortStableFunc(modules, func(a, b hotmart.Module) int {
@@ -314,7 +329,7 @@ func (r *run) walkProduct(ctx context.Context, p catalogProduct, mayAbandon bool
 			if ctx.Err() != nil {
 				return true
 			}
-			r.errorf("course %s: list pages of module %s: %v (lessons kept as they were)", cid, m.ID, err)
+			r.errorf(ctx, "course %s: list pages of module %s: %v (lessons kept as they were)", cid, m.ID, err)
 			return false
 		}
 		slices.SortStableFunc(pages, func(a, b hotmart.Page) int {
@@ -325,17 +340,17 @@ func (r *run) walkProduct(ctx context.Context, p catalogProduct, mayAbandon bool
 				continue // an unpublished page counts as absent
 			}
 			if !events.ValidLessonID(pg.ID) {
-				r.errorf("course %s: module %s: page id %q is not usable as a lesson id: page skipped", cid, m.ID, pg.ID)
+				r.errorf(ctx, "course %s: module %s: page id %q is not usable as a lesson id: page skipped", cid, m.ID, pg.ID)
 				continue
 			}
 			if seen[pg.ID] {
-				r.errorf("course %s: page %s appears twice: second one (module %s) skipped", cid, pg.ID, m.ID)
+				r.errorf(ctx, "course %s: page %s appears twice: second one (module %s) skipped", cid, pg.ID, m.ID)
 				continue
 			}
 			seen[pg.ID] = true
 			l, err := r.describe(ctx, p, m, pg)
 			if err != nil {
-				r.errorf("lesson %s: resolve media: %v (lesson kept as it was)", pg.ID, err)
+				r.errorf(ctx, "lesson %s: resolve media: %v (lesson kept as it was)", pg.ID, err)
 				degraded = true
 				continue
 			}
@@ -354,7 +369,7 @@ func (r *run) walkProduct(ctx context.Context, p catalogProduct, mayAbandon bool
 	// gone.
 	active, err := r.d.store.ActiveLessonIDs(ctx, cid)
 	if err != nil {
-		r.errorf("course %s: list active lessons (removals postponed): %v", cid, err)
+		r.errorf(ctx, "course %s: list active lessons (removals postponed): %v", cid, err)
 		degraded = true
 	}
 	for _, id := range active {
@@ -376,10 +391,10 @@ func (r *run) walkProduct(ctx context.Context, p catalogProduct, mayAbandon bool
 		LastWalkedAt:  r.d.now(),
 	})
 	if err != nil {
-		r.errorf("course %s: save course: %v", cid, err)
+		r.errorf(ctx, "course %s: save course: %v", cid, err)
 		return false
 	}
-	log.Debug("course walked", "modules", len(modules), "lessons", len(fingerprints), "courseChanged", wrote)
+	log.DebugContext(ctx, "course walked", "modules", len(modules), "lessons", len(fingerprints), "courseChanged", wrote)
 	return false
 }
 
@@ -428,7 +443,7 @@ func (r *run) apply(ctx context.Context, l lessonstate.Lesson) error {
 	}
 	change, ev, err := r.d.store.ApplyDetected(ctx, l.ID, lessonstate.Observed{Lesson: l, RunID: r.rec.ID})
 	if err != nil {
-		r.errorf("lesson %s: record: %v", l.ID, err)
+		r.errorf(ctx, "lesson %s: record: %v", l.ID, err)
 		return err
 	}
 	switch change {
@@ -440,7 +455,7 @@ func (r *run) apply(ctx context.Context, l lessonstate.Lesson) error {
 		r.rec.Counts.Changed++
 	}
 	if change != lessonstate.Unchanged {
-		r.log.Info("lesson detected", "lessonId", l.ID, "courseId", l.CourseID, "change", change.String(), "mediaStatus", l.MediaStatus)
+		r.log.InfoContext(ctx, "lesson detected", "lessonId", l.ID, "courseId", l.CourseID, "change", change.String(), "mediaStatus", l.MediaStatus)
 	}
 	if ev != nil {
 		r.publishEvent(ctx, l.ID, *ev)
@@ -452,11 +467,11 @@ func (r *run) apply(ctx context.Context, l lessonstate.Lesson) error {
 func (r *run) remove(ctx context.Context, id string) {
 	ev, err := r.d.store.MarkRemoved(ctx, id, r.rec.ID)
 	if err != nil {
-		r.errorf("lesson %s: mark removed: %v", id, err)
+		r.errorf(ctx, "lesson %s: mark removed: %v", id, err)
 		return
 	}
 	r.rec.Counts.Removed++
-	r.log.Info("lesson removed", "lessonId", id)
+	r.log.InfoContext(ctx, "lesson removed", "lessonId", id)
 	if ev != nil {
 		r.publishEvent(ctx, id, *ev)
 	}
@@ -467,12 +482,12 @@ func (r *run) remove(ctx context.Context, id string) {
 func (r *run) removeVanished(ctx context.Context, present map[string]bool) {
 	lister, ok := r.d.store.(LessonLister)
 	if !ok {
-		r.errorf("vanished courses not checked: the store cannot list its lessons")
+		r.errorf(ctx, "vanished courses not checked: the store cannot list its lessons")
 		return
 	}
 	lessons, err := lister.Lessons(ctx)
 	if err != nil {
-		r.errorf("vanished courses not checked: list lessons: %v", err)
+		r.errorf(ctx, "vanished courses not checked: list lessons: %v", err)
 		return
 	}
 	vanished := map[string][]string{}
@@ -486,11 +501,11 @@ func (r *run) removeVanished(ctx context.Context, present map[string]bool) {
 	}
 	courses := slices.Sorted(maps.Keys(vanished))
 	if len(present) == 0 {
-		r.errorf("refusing to remove every course: no catalog product is in the Hotmart product list (courses %v kept)", courses)
+		r.errorf(ctx, "refusing to remove every course: no catalog product is in the Hotmart product list (courses %v kept)", courses)
 		return
 	}
 	for _, cid := range courses {
-		r.log.Info("course vanished: removing its lessons", "courseId", cid, "lessons", len(vanished[cid]))
+		r.log.InfoContext(ctx, "course vanished: removing its lessons", "courseId", cid, "lessons", len(vanished[cid]))
 		for _, id := range vanished[cid] {
 			if ctx.Err() != nil {
 				return
@@ -504,7 +519,7 @@ func (r *run) removeVanished(ctx context.Context, present map[string]bool) {
 func (r *run) flushOutbox(ctx context.Context) {
 	pending, err := r.d.store.PendingOutbox(ctx)
 	if err != nil {
-		r.errorf("read pending outboxes (this run's events are left in outboxes for the next run): %v", err)
+		r.errorf(ctx, "read pending outboxes (this run's events are left in outboxes for the next run): %v", err)
 		r.holdAll = true
 		return
 	}
@@ -512,42 +527,23 @@ func (r *run) flushOutbox(ctx context.Context) {
 		if len(l.Outbox) == 0 {
 			continue
 		}
-		r.log.Info("publishing an earlier run's outbox", "lessonId", l.ID, "events", len(l.Outbox))
+		r.log.InfoContext(ctx, "publishing an earlier run's outbox", "lessonId", l.ID, "events", len(l.Outbox))
 		r.publish(ctx, l.ID, l.Outbox)
 	}
 }
 
 // publish publishes a lesson's outbox entries in order and acknowledges the
-// ones that went out. It stops at the first failure so the rest keep their
-// order; what is left stays in the outbox for the next run.
+// ones that went out. After a failure the lesson is held: what it queues
+// later in this run stays behind the unpublished entry, in order, for the
+// next run.
 func (r *run) publish(ctx context.Context, id string, entries []lessonstate.Outbox) {
 	if r.holdAll || r.held[id] {
-		r.log.Warn("event left in the outbox behind an unpublished one", "lessonId", id)
+		r.log.WarnContext(ctx, "event left in the outbox behind an unpublished one", "lessonId", id)
 		return
 	}
-	var published []lessonstate.Outbox
-	for _, e := range entries {
-		attrs, err := attributes(e.Data)
-		if err != nil {
-			r.errorf("lesson %s: outbox entry for %s is not a lesson event (left in the outbox): %v", id, e.Topic, err)
-			r.held[id] = true
-			break
-		}
-		msgID, err := r.d.pub.PublishRaw(ctx, e.Topic, e.Data, attrs)
-		if err != nil {
-			r.errorf("lesson %s: publish to %s (left in the outbox for the next run): %v", id, e.Topic, err)
-			r.held[id] = true
-			break
-		}
-		r.log.Debug("event published", "lessonId", id, "topic", e.Topic, "messageId", msgID)
-		published = append(published, e)
-	}
-	if len(published) == 0 {
-		return
-	}
-	if err := r.d.store.AckOutbox(ctx, id, published); err != nil {
-		// The next run publishes them again; every consumer is idempotent.
-		r.errorf("lesson %s: acknowledge outbox: %v", id, err)
+	if _, err := r.d.relay.Publish(ctx, id, entries); err != nil {
+		r.errorf(ctx, "%v (the next run publishes it)", err)
+		r.held[id] = true
 	}
 }
 
@@ -555,23 +551,10 @@ func (r *run) publish(ctx context.Context, id string, entries []lessonstate.Outb
 func (r *run) publishEvent(ctx context.Context, id string, ev events.LessonEvent) {
 	o, err := lessonstate.OutboxEntry(ev)
 	if err != nil {
-		r.errorf("lesson %s: %v (left in the outbox)", id, err)
+		r.errorf(ctx, "lesson %s: %v (left in the outbox)", id, err)
 		return
 	}
 	r.publish(ctx, id, []lessonstate.Outbox{o})
-}
-
-// attributes are the Pub/Sub attributes of an outbox entry, read from its
-// body.
-func attributes(data []byte) (map[string]string, error) {
-	var ev events.LessonEvent
-	if err := json.Unmarshal(data, &ev); err != nil {
-		return nil, err
-	}
-	if err := ev.Validate(); err != nil {
-		return nil, err
-	}
-	return ev.Attributes(), nil
 }
 
 // finish saves the run record. The save is made even when ctx is done.
@@ -585,7 +568,7 @@ func (r *run) finish(ctx context.Context, complete bool, cursor string) error {
 	saveCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finalSaveTimeout)
 	defer cancel()
 	c := r.rec.Counts
-	r.log.Info("detection run finished",
+	r.log.InfoContext(ctx, "detection run finished",
 		"complete", complete, "cursor", cursor, "new", c.New, "changed", c.Changed, "removed", c.Removed,
 		"unchanged", c.Unchanged, "awaitingMedia", c.AwaitingMedia, "noMedia", c.NoMedia,
 		"errors", len(r.rec.Errors), "duration", r.rec.FinishedAt.Sub(r.rec.StartedAt))
@@ -604,9 +587,9 @@ func (r *run) overBudget(ctx context.Context) bool {
 }
 
 // errorf records a failure in the run and logs it.
-func (r *run) errorf(format string, args ...any) {
+func (r *run) errorf(ctx context.Context, format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
-	r.log.Error(msg)
+	r.log.ErrorContext(ctx, msg)
 	if len(r.rec.Errors) >= maxRunErrors {
 		r.dropped++
 		return

@@ -116,7 +116,7 @@ func TestChangesBetweenRuns(t *testing.T) {
 			change: func(f *fixture) {
 				f.hotmart.setPage(pyID, "pyM1", hotmart.Page{ID: "pyVars", Name: "Variables (2026)", Type: "CONTENT", PageOrder: 1, Published: true, HasMedia: true})
 				f.hotmart.setPage(pyID, "pyM2", hotmart.Page{ID: "pyLoops", Name: "Bucles", Type: "CONTENT", PageOrder: 2, Published: true, HasMedia: true})
-				f.media.media["pyLoops"] = &lessonstate.Media{Kind: "url", URI: "https://media.example/loops.mp4", Fingerprint: "fp-loops"}
+				f.media.media["pyLoops"] = &lessonstate.Media{Kind: "url", Ref: "page", Ext: "mp4", Fingerprint: "fp-loops"}
 			},
 			counts:   lessonstate.Counts{New: 1, Changed: 1, Unchanged: 4, AwaitingMedia: 1, NoMedia: 1},
 			topic:    events.TopicLessonDiscovered,
@@ -144,7 +144,7 @@ func TestChangesBetweenRuns(t *testing.T) {
 		{
 			name: "media arrives",
 			change: func(f *fixture) {
-				f.media.media["pyTypes"] = &lessonstate.Media{Kind: "object", URI: "gs://raw/ingest/types.mp4", Fingerprint: "fp-types"}
+				f.media.media["pyTypes"] = &lessonstate.Media{Kind: "object", Ref: "gs://raw/ingest/types.mp4", Ext: "mp4", Fingerprint: "fp-types"}
 			},
 			counts:   lessonstate.Counts{Changed: 1, Unchanged: 4, NoMedia: 1},
 			topic:    events.TopicLessonDiscovered,
@@ -154,7 +154,7 @@ func TestChangesBetweenRuns(t *testing.T) {
 		{
 			name: "new video",
 			change: func(f *fixture) {
-				f.media.media["pyIf"] = &lessonstate.Media{Kind: "url", URI: "https://media.example/if.mp4", Fingerprint: "fp-if-v2"}
+				f.media.media["pyIf"] = &lessonstate.Media{Kind: "url", Ref: "page", Ext: "mp4", Fingerprint: "fp-if-v2"}
 			},
 			counts:   lessonstate.Counts{Changed: 1, Unchanged: 4, AwaitingMedia: 1, NoMedia: 1},
 			topic:    events.TopicLessonDiscovered,
@@ -162,9 +162,9 @@ func TestChangesBetweenRuns(t *testing.T) {
 			pyCourse: true,
 		},
 		{
-			name: "signed URL renewed, same video",
+			name: "media re-resolved, same video",
 			change: func(f *fixture) {
-				f.media.media["pyIf"] = &lessonstate.Media{Kind: "url", URI: "https://media.example/if.mp4?sig=new", Fingerprint: "fp-if"}
+				f.media.media["pyIf"] = &lessonstate.Media{Kind: "url", Ref: "page", Ext: "mp4", Fingerprint: "fp-if"}
 			},
 			counts:   lessonstate.Counts{Unchanged: 5, AwaitingMedia: 1, NoMedia: 1},
 			pyCourse: false,
@@ -521,7 +521,10 @@ func TestCancelledRunSavesItsPlace(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	f.hotmart.onPages = cancel // the function's deadline strikes during Python's walk
-	d := New(f.hotmart, f.media, f.store, f.pub, f.catalog, slog.New(slog.DiscardHandler))
+	d, err := New(f.hotmart, f.media, f.store, f.pub, f.catalog, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
 	d.now = f.clock.now
 	r, err := d.Run(ctx, RunOptions{RunID: "cancelled"})
 	if err != nil {

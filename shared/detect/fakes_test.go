@@ -411,10 +411,10 @@ func newFixture() *fixture {
 		},
 	}
 	m := &fakeMedia{media: map[string]*lessonstate.Media{
-		"pyVars":   {Kind: "url", URI: "https://media.example/vars.mp4", Fingerprint: "fp-vars"},
-		"pyIf":     {Kind: "url", URI: "https://media.example/if.mp4", Fingerprint: "fp-if"},
-		"pyDraft":  {Kind: "url", URI: "https://media.example/draft.mp4", Fingerprint: "fp-draft"},
-		"mkFunnel": {Kind: "object", URI: "gs://raw/ingest/funnel.mp4", Fingerprint: "fp-funnel"},
+		"pyVars":   {Kind: "url", Ref: "page", Ext: "mp4", Fingerprint: "fp-vars"},
+		"pyIf":     {Kind: "url", Ref: "page", Ext: "mp4", Fingerprint: "fp-if"},
+		"pyDraft":  {Kind: "url", Ref: "page", Ext: "mp4", Fingerprint: "fp-draft"},
+		"mkFunnel": {Kind: "object", Ref: "gs://raw/ingest/funnel.mp4", Ext: "mp4", Fingerprint: "fp-funnel"},
 	}}
 	cat := Catalog{
 		pyID:     {Subdomain: "python-desde-cero", School: "programacion"},
@@ -437,7 +437,10 @@ func (f *fixture) run(t *testing.T, budget time.Duration) lessonstate.Run {
 func (f *fixture) tryRun(budget time.Duration) (lessonstate.Run, error) {
 	f.runs++
 	f.clock.advance(time.Hour)
-	d := New(f.hotmart, f.media, f.store, f.pub, f.catalog, slog.New(slog.DiscardHandler))
+	d, err := New(f.hotmart, f.media, f.store, f.pub, f.catalog, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return lessonstate.Run{}, err
+	}
 	d.now = f.clock.now
 	return d.Run(context.Background(), RunOptions{RunID: fmt.Sprintf("run-%d", f.runs), Budget: budget})
 }

@@ -62,7 +62,7 @@ func Fingerprint(l lessonstate.Lesson) string {
 		f.MediaKind = l.Media.Kind
 		f.MediaFingerprint = l.Media.Fingerprint
 		if f.MediaFingerprint == "" {
-			f.MediaURI, f.MediaSize, f.MediaMD5 = l.Media.URI, l.Media.Size, l.Media.MD5
+			f.MediaURI, f.MediaSize, f.MediaMD5 = l.Media.Ref, l.Media.Size, l.Media.MD5
 		}
 	}
 	b, err := json.Marshal(f)

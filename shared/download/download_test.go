@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"strings"
@@ -23,6 +24,8 @@ import (
 	"github.com/coursekb/pipeline/shared/download"
 	"github.com/coursekb/pipeline/shared/events"
 	"github.com/coursekb/pipeline/shared/lessonstate"
+	"github.com/coursekb/pipeline/shared/media"
+	"github.com/coursekb/pipeline/shared/relay"
 	"github.com/coursekb/pipeline/shared/transfer"
 )
 
@@ -45,7 +48,10 @@ type env struct {
 	mediaURL string
 	clock    *clock
 	failed   func() []events.LessonEvent
+	manifest media.Manifest
 }
+
+const manifestURI = "gs://" + raw + "/media/manifest.json"
 
 // newEnv wires the stage to the real collaborators: the Firestore and Pub/Sub
 // emulators, the local Cloud Storage server and the media host.
@@ -113,9 +119,23 @@ func newEnv(t *testing.T) *env {
 	t.Cleanup(pub.Close)
 
 	copier := transfer.New(srv.Client(), http.DefaultClient, transfer.Options{MaxBytes: 64 << 20})
+	rl, err := relay.New(store, pub, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stage, err := download.New(download.Deps{
+		Store: store, Copier: copier, Links: media.NewLinks(manifestURI, srv.Client(), nil, time.Nanosecond), Announcer: rl,
+		RawBucket: raw, Lease: time.Minute,
+		Outcome: func(ctx context.Context) (context.Context, context.CancelFunc) {
+			return context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	return &env{
-		stage: download.New(store, copier, pub, raw, time.Minute), store: store, storage: srv.Client(),
-		media: host, mediaURL: hs.URL(), clock: clk,
+		stage: stage, store: store, storage: srv.Client(),
+		media: host, mediaURL: hs.URL(), clock: clk, manifest: media.Manifest{Pages: map[string]media.Entry{}},
 		failed: func() []events.LessonEvent {
 			mu.Lock()
 			defer mu.Unlock()
@@ -124,15 +144,34 @@ func newEnv(t *testing.T) *env {
 	}
 }
 
-// detected records a lesson as the detector would, with media at path.
+// detected records a lesson as the detector would, with its media listed in
+// the manifest at path.
 func (e *env) detected(t *testing.T, id, path string, size int64, md5 string) {
 	t.Helper()
+	e.list(t, id, e.mediaURL+path, size, md5)
 	_, _, err := e.store.ApplyDetected(t.Context(), id, lessonstate.Observed{RunID: "run-1", Lesson: lessonstate.Lesson{
 		CourseID: "4100001", Title: "Lección " + id, Type: "CONTENT", HasMedia: true,
 		MediaStatus: lessonstate.MediaReady, Fingerprint: id + path,
-		Media: &lessonstate.Media{Kind: "url", URI: e.mediaURL + path, Size: size, MD5: md5, Fingerprint: path},
+		Media: &lessonstate.Media{Kind: media.KindURL, Ref: id, Ext: "mp4", Size: size, MD5: md5, Fingerprint: path},
 	}})
 	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// list writes the manifest with page id's media at url, as the producer does.
+func (e *env) list(t *testing.T, id, url string, size int64, md5 string) {
+	t.Helper()
+	e.manifest.Pages[id] = media.Entry{URL: url, Size: size, MD5: md5}
+	b, err := json.Marshal(e.manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := e.storage.Bucket(raw).Object("media/manifest.json").NewWriter(t.Context())
+	if _, err := w.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -146,7 +185,10 @@ func (e *env) stageOf(t *testing.T, id string) lessonstate.Stage {
 	return l.Stages[lessonstate.StageDownload]
 }
 
-func TestDownloadLandsOnceAndSurvivesACrash(t *testing.T) {
+// A download whose owner died after the upload, before recording it, is
+// re-driven by the sweeper once the lease ends; the attempt that event starts
+// finds the object and downloads nothing again.
+func TestDownloadSurvivesACrashThroughTheSweeper(t *testing.T) {
 	e := newEnv(t)
 	ctx := t.Context()
 	const n = 3<<20 + 17
@@ -154,9 +196,8 @@ func TestDownloadLandsOnceAndSurvivesACrash(t *testing.T) {
 	e.detected(t, "lessonA", path, n, mediahost.SyntheticMD5(n))
 	ev := events.LessonEvent{LessonID: "lessonA", Version: 1}
 
-	// A first delivery claims the stage and "crashes" after the upload,
-	// before Complete: simulate it by claiming, uploading with the same
-	// copier the stage uses, and never completing.
+	// The first delivery claims the stage and crashes after the upload,
+	// before Complete: claim, upload with the same copier, never complete.
 	claim, err := e.store.Claim(ctx, "lessonA", lessonstate.StageDownload, 1, time.Minute)
 	if err != nil || claim.Outcome != lessonstate.Claimed {
 		t.Fatalf("claim: %v %v", claim.Outcome, err)
@@ -169,7 +210,7 @@ func TestDownloadLandsOnceAndSurvivesACrash(t *testing.T) {
 	}
 	hits := e.media.Hits(path)
 
-	// A redelivery while the lease lives does nothing.
+	// Pub/Sub's redelivery while the lease lives is acknowledged: busy.
 	if err := e.stage.Handle(ctx, ev); err != nil {
 		t.Fatalf("redelivery under a live lease: %v", err)
 	}
@@ -177,18 +218,29 @@ func TestDownloadLandsOnceAndSurvivesACrash(t *testing.T) {
 		t.Fatalf("state %s, want still running under the first owner", got)
 	}
 
-	// Once the lease has run out, the next delivery takes over and finds
-	// the object already there: no second download.
+	// The lease ends; the sweeper finds the lesson and re-emits its event.
 	e.clock.Add(2 * time.Minute)
-	if err := e.stage.Handle(ctx, ev); err != nil {
-		t.Fatalf("delivery after the lease: %v", err)
+	ids, err := e.store.DueForSweep(ctx, 10)
+	if err != nil || len(ids) != 1 {
+		t.Fatalf("due for sweep: %v, %v", ids, err)
+	}
+	sw, err := e.store.Sweep(ctx, ids[0])
+	if err != nil || sw == nil || sw.Action != lessonstate.SweepRedriven || sw.Entry.Topic != events.TopicLessonDiscovered {
+		t.Fatalf("sweep: %+v, %v", sw, err)
+	}
+	redriven, err := events.ParseLessonEvent(sw.Entry.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.stage.Handle(ctx, redriven); err != nil {
+		t.Fatalf("re-driven delivery: %v", err)
 	}
 	st := e.stageOf(t, "lessonA")
-	if st.State != lessonstate.StateDone || st.Outputs[download.OutSize] != fmt.Sprint(n) || st.Outputs[download.OutMD5] != mediahost.SyntheticMD5(n) {
-		t.Fatalf("stage %+v, want done with the object's size and md5", st)
+	if st.State != lessonstate.StateDone || st.Attempts != 2 || st.Outputs[download.OutSize] != fmt.Sprint(n) || st.Outputs[download.OutMD5] != mediahost.SyntheticMD5(n) {
+		t.Fatalf("stage %+v, want done at attempt 2 with the object's size and md5", st)
 	}
 	if e.media.Hits(path) != hits {
-		t.Errorf("the takeover downloaded the media again (%d requests, want %d)", e.media.Hits(path), hits)
+		t.Errorf("the re-driven attempt downloaded the media again (%d requests, want %d)", e.media.Hits(path), hits)
 	}
 
 	// Duplicates after completion change nothing.
@@ -199,6 +251,42 @@ func TestDownloadLandsOnceAndSurvivesACrash(t *testing.T) {
 	}
 	if after := e.stageOf(t, "lessonA"); !after.FinishedAt.Equal(st.FinishedAt) || after.Attempts != st.Attempts {
 		t.Errorf("duplicates changed the stage: %+v, was %+v", after, st)
+	}
+}
+
+// The download asks the manifest for the current link: a link re-signed
+// after detection is the one used, and a link the host refuses is asked
+// for once more.
+func TestDownloadUsesTheCurrentLink(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	const n = 200_000
+	e.detected(t, "lessonS", "/status/403", n, "")
+
+	// Re-listed after detection: the download uses the new link only.
+	e.list(t, "lessonS", fmt.Sprintf("%s/synthetic/%d.mp4?sig=new", e.mediaURL, n), n, "")
+	if err := e.stage.Handle(ctx, events.LessonEvent{LessonID: "lessonS", Version: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if st := e.stageOf(t, "lessonS"); st.State != lessonstate.StateDone {
+		t.Fatalf("stage %+v, want done with the re-signed link", st)
+	}
+	if e.media.Hits("/status/403") != 0 {
+		t.Fatal("the link stored at detection was used")
+	}
+
+	// A refused link that the manifest still lists fails with advice, after
+	// asking once more.
+	e.detected(t, "lessonT", "/status/403", n, "")
+	if err := e.stage.Handle(ctx, events.LessonEvent{LessonID: "lessonT", Version: 1}); err != nil {
+		t.Fatal(err)
+	}
+	st := e.stageOf(t, "lessonT")
+	if st.State != lessonstate.StateFailed || !strings.Contains(st.Error, "still lists this link") {
+		t.Fatalf("stage %+v, want failed saying the manifest still lists the refused link", st)
+	}
+	if hits := e.media.Hits("/status/403"); hits != 1 {
+		t.Fatalf("%d requests for the refused link, want 1", hits)
 	}
 }
 

@@ -14,6 +14,9 @@ import (
 // Topic names: the contract between functions, Terraform and the workflow.
 const (
 	TopicLessonDiscovered = "lesson-discovered"
+	// TopicLessonDownloaded re-drives the process step: the starter reads
+	// it beside the raw bucket's finalize events, which cannot be re-sent.
+	TopicLessonDownloaded = "lesson-downloaded"
 	TopicLessonProcessed  = "lesson-processed"
 	TopicLessonEnriched   = "lesson-enriched"
 	TopicLessonEvents     = "lesson-events"

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"cloud.google.com/go/firestore"
+
+	"github.com/coursekb/pipeline/shared/events"
 )
 
 // Claim tries to take stage of lesson lessonID for the event's version, for
@@ -13,6 +15,9 @@ import (
 // now owns the stage (Claimed) or must acknowledge and stop (AlreadyDone,
 // AlreadyFailed, Busy, Stale, Skipped). ErrNotFound means the lesson does not
 // exist; ErrVersionAhead means the event is newer than the document (retry).
+//
+// Acknowledging a Busy delivery is safe because the lease ends: if its owner
+// dies, the sweeper re-emits the stage's event after the lease.
 func (s *Store) Claim(ctx context.Context, lessonID, stage string, version int, lease time.Duration) (Claim, error) {
 	if !validStage(stage) {
 		return Claim{}, fmt.Errorf("claim %s of lesson %s v%d: unknown stage", stage, lessonID, version)
@@ -67,19 +72,19 @@ func (s *Store) Claim(ctx context.Context, lessonID, stage string, version int, 
 		}
 		if c.Stage.Version == version {
 			// Outputs an earlier attempt of this version left (an operation
-			// name, a partial upload) let this attempt resume.
+			// name, a partial upload) let this attempt resume; its re-drive
+			// count keeps bounding work that is never claimed.
 			rec.Outputs = c.Stage.Outputs
+			rec.Redrives = c.Stage.Redrives
 		}
-		if err := writeStage(tx, ref, stage, rec, now); err != nil {
+		l.setRecord(stage, rec)
+		if err := s.writeRecords(tx, ref, l, now, stage); err != nil {
 			return err
 		}
 		c.Outcome = Claimed
 		c.Token = rec.Token
 		c.Stage = rec
-		if c.Lesson.Stages == nil {
-			c.Lesson.Stages = map[string]Stage{}
-		}
-		c.Lesson.Stages[stage] = rec
+		c.Lesson = l
 		return nil
 	})
 	if err != nil {
@@ -91,7 +96,14 @@ func (s *Store) Claim(ctx context.Context, lessonID, stage string, version int, 
 // Complete records the stage as done with its outputs. The caller must still
 // hold the claim (same token and version), else ErrLeaseLost. Completing
 // twice with the same token is harmless: the second call changes nothing.
+//
+// Completing a branch of the process step (transcribe, analyze) when the
+// other branch is finished too completes the process step: the join is
+// recorded where both branches' records are.
 func (s *Store) Complete(ctx context.Context, lessonID, stage string, version int, token string, outputs map[string]string) error {
+	if !validStage(stage) {
+		return fmt.Errorf("complete %s of lesson %s v%d: unknown stage", stage, lessonID, version)
+	}
 	ref := s.lessonRef(lessonID)
 	err := s.runTx(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
 		l, err := txLesson(tx, ref)
@@ -111,7 +123,12 @@ func (s *Store) Complete(ctx context.Context, lessonID, stage string, version in
 		rec.LeaseUntil = time.Time{}
 		rec.Error = ""
 		rec.Outputs = outputs
-		return writeStage(tx, ref, stage, rec, now)
+		l.setRecord(stage, rec)
+		written := []string{stage}
+		if isProcessBranch(stage) && l.joinProcess(version, now) {
+			written = append(written, StepProcess)
+		}
+		return s.writeRecords(tx, ref, l, now, written...)
 	})
 	if err != nil {
 		return fmt.Errorf("complete %s of lesson %s v%d: %w", stage, lessonID, version, err)
@@ -119,14 +136,54 @@ func (s *Store) Complete(ctx context.Context, lessonID, stage string, version in
 	return nil
 }
 
+// joinProcess marks the process step done when both of its branches are
+// finished at version, and reports whether it changed the record.
+func (l *Lesson) joinProcess(version int, now time.Time) bool {
+	for _, st := range processBranches {
+		if !finished(l.Stages[st], version) {
+			return false
+		}
+	}
+	p := l.Stages[StepProcess]
+	if p.Version != version || p.State == StateDone {
+		return false
+	}
+	p.State = StateDone
+	p.FinishedAt = now
+	p.LeaseUntil = time.Time{}
+	p.Token = ""
+	p.Error = ""
+	l.setRecord(StepProcess, p)
+	return true
+}
+
+// Failure is what Fail recorded.
+type Failure struct {
+	// State is StatePending (a retryable failure with attempts left: the
+	// redelivery, or the sweeper, tries again) or StateFailed.
+	State string
+	// Announce is the failed event queued in the lesson's outbox when the
+	// stage failed for good; the caller publishes it (relay) so that it is
+	// announced once. Nil otherwise.
+	Announce *events.LessonEvent
+}
+
 // Fail records a failed attempt. A retryable failure with attempts left puts
 // the stage back to pending, so the redelivery of the message claims it at
-// once; otherwise the stage is failed for this version, with reason. It
-// returns the state written (StatePending or StateFailed).
-func (s *Store) Fail(ctx context.Context, lessonID, stage string, version int, token, reason string, retryable bool) (string, error) {
+// once; otherwise the stage is failed for this version, with reason, and a
+// failed event is queued in the lesson's outbox in the same write.
+//
+// A branch of the process step failing for good fails the process step
+// with it; failing retryably puts the process step back to pending too, so
+// the sweeper starts a new workflow execution after the pending wait.
+func (s *Store) Fail(ctx context.Context, lessonID, stage string, version int, token, reason string, retryable bool) (Failure, error) {
+	if !validStage(stage) {
+		return Failure{}, fmt.Errorf("fail %s of lesson %s v%d: unknown stage", stage, lessonID, version)
+	}
 	ref := s.lessonRef(lessonID)
-	var state string
+	var f Failure
 	err := s.runTx(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+		f = Failure{}
 		l, err := txLesson(tx, ref)
 		if err != nil {
 			return err
@@ -136,23 +193,56 @@ func (s *Store) Fail(ctx context.Context, lessonID, stage string, version int, t
 			return err
 		}
 		now := s.now()
-		rec.Error = reason
-		rec.LeaseUntil = time.Time{}
-		if retryable && rec.Attempts < s.maxAttempts {
-			// The token goes with the lease: nobody holds a pending stage.
-			rec.State = StatePending
-			rec.Token = ""
-		} else {
-			rec.State = StateFailed
-			rec.FinishedAt = now
+		rec = failRecord(rec, reason, retryable && rec.Attempts < s.maxAttempts, now)
+		l.setRecord(stage, rec)
+		written := []string{stage}
+		if isProcessBranch(stage) {
+			if p := l.Stages[StepProcess]; p.Version == version && p.State == StateRunning {
+				l.setRecord(StepProcess, failRecord(p, stage+": "+reason, rec.State == StatePending, now))
+				written = append(written, StepProcess)
+			}
 		}
-		state = rec.State
-		return writeStage(tx, ref, stage, rec, now)
+		f.State = rec.State
+		if rec.State == StateFailed {
+			e := l.failedEvent(stage, reason)
+			if err := l.queue(e); err != nil {
+				return err
+			}
+			f.Announce = &e
+		}
+		if err := s.writeRecords(tx, ref, l, now, written...); err != nil {
+			return err
+		}
+		return s.txQueueOutbox(tx, ref, l.Outbox, now)
 	})
 	if err != nil {
-		return "", fmt.Errorf("fail %s of lesson %s v%d: %w", stage, lessonID, version, err)
+		return Failure{}, fmt.Errorf("fail %s of lesson %s v%d: %w", stage, lessonID, version, err)
 	}
-	return state, nil
+	return f, nil
+}
+
+// failRecord is rec after a failed attempt: back to pending (nobody holds a
+// pending stage, so the token goes with the lease) or failed.
+func failRecord(rec Stage, reason string, pending bool, now time.Time) Stage {
+	rec.Error = reason
+	rec.LeaseUntil = time.Time{}
+	if pending {
+		rec.State = StatePending
+		rec.Token = ""
+	} else {
+		rec.State = StateFailed
+		rec.FinishedAt = now
+	}
+	return rec
+}
+
+// failedEvent is the lesson-events message announcing that stage failed for
+// good at the lesson's version.
+func (l Lesson) failedEvent(stage, reason string) events.LessonEvent {
+	return events.LessonEvent{
+		LessonID: l.ID, Version: l.Version, CourseID: l.CourseID, RunID: l.LastRunID,
+		From: stage, Kind: events.KindFailed, Reason: reason,
+	}
 }
 
 // holds reports whether token still owns rec for version.
@@ -163,11 +253,36 @@ func holds(rec Stage, version int, token string) error {
 	return nil
 }
 
-// writeStage replaces one stage record. The record is written whole, so its
-// zero fields (omitempty) disappear: that is how they are cleared.
-func writeStage(tx *firestore.Transaction, ref *firestore.DocumentRef, stage string, rec Stage, now time.Time) error {
-	return tx.Update(ref, []firestore.Update{
-		{FieldPath: firestore.FieldPath{"stages", stage}, Value: rec},
-		{Path: "updatedAt", Value: now},
-	})
+// setRecord replaces one record in the lesson held in memory.
+func (l *Lesson) setRecord(name string, rec Stage) {
+	if l.Stages == nil {
+		l.Stages = map[string]Stage{}
+	}
+	l.Stages[name] = rec
+}
+
+// writeRecords writes the named stage records of l (each whole, so zero
+// fields, omitted, are cleared), its update time, and when the sweeper must
+// look at it next, computed from l as it now stands. Only those fields are
+// written: what other stages recorded in the document stays as it is.
+func (s *Store) writeRecords(tx *firestore.Transaction, ref *firestore.DocumentRef, l Lesson, now time.Time, names ...string) error {
+	ups := make([]firestore.Update, 0, len(names)+2)
+	for _, name := range names {
+		ups = append(ups, firestore.Update{FieldPath: firestore.FieldPath{"stages", name}, Value: l.Stages[name]})
+	}
+	ups = append(ups,
+		firestore.Update{Path: "updatedAt", Value: now},
+		s.nextCheckUpdate(l, now),
+	)
+	return tx.Update(ref, ups)
+}
+
+// nextCheckUpdate is the write of l's nextCheckAt: a time, or its removal
+// when nothing is in flight (so the sweeper's query no longer sees it).
+func (s *Store) nextCheckUpdate(l Lesson, now time.Time) firestore.Update {
+	next := nextCheck(l, now, s.pendingAfter)
+	if next.IsZero() {
+		return firestore.Update{Path: "nextCheckAt", Value: firestore.Delete}
+	}
+	return firestore.Update{Path: "nextCheckAt", Value: next}
 }

@@ -5,6 +5,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/coursekb/pipeline/shared/events"
 )
 
 // Many deliveries of one message race for a stage: one owns it, the rest see
@@ -203,9 +205,9 @@ func TestFail(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	state, err := s.Fail(ctx, "L1", StageAnalyze, 1, c1.Token, "gemini 503", true)
-	if err != nil || state != StatePending {
-		t.Fatalf("retryable fail below max: %q, %v; want pending", state, err)
+	f, err := s.Fail(ctx, "L1", StageAnalyze, 1, c1.Token, "gemini 503", true)
+	if err != nil || f.State != StatePending || f.Announce != nil {
+		t.Fatalf("retryable fail below max: %+v, %v; want pending, nothing announced", f, err)
 	}
 	rec := mustLesson(t, s, "L1").Stages[StageAnalyze]
 	if rec.State != StatePending || rec.Error != "gemini 503" || rec.Token != "" || !rec.LeaseUntil.IsZero() {
@@ -216,9 +218,12 @@ func TestFail(t *testing.T) {
 	if err != nil || c2.Outcome != Claimed || c2.Stage.Attempts != 2 || c2.Stage.Error != "" {
 		t.Fatalf("claim after retryable fail: %v %+v %v", c2.Outcome, c2.Stage, err)
 	}
-	state, err = s.Fail(ctx, "L1", StageAnalyze, 1, c2.Token, "gemini 503 again", true)
-	if err != nil || state != StateFailed {
-		t.Fatalf("retryable fail at max attempts: %q, %v; want failed", state, err)
+	f, err = s.Fail(ctx, "L1", StageAnalyze, 1, c2.Token, "gemini 503 again", true)
+	if err != nil || f.State != StateFailed {
+		t.Fatalf("retryable fail at max attempts: %+v, %v; want failed", f, err)
+	}
+	if a := f.Announce; a == nil || a.Kind != events.KindFailed || a.From != StageAnalyze || a.Reason != "gemini 503 again" || a.Version != 1 {
+		t.Fatalf("announcement of the final failure: %+v", f.Announce)
 	}
 	rec = mustLesson(t, s, "L1").Stages[StageAnalyze]
 	if rec.State != StateFailed || rec.Error != "gemini 503 again" || rec.FinishedAt.IsZero() || rec.Attempts != 2 {
@@ -233,8 +238,8 @@ func TestFail(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if state, err := s.Fail(ctx, "L1", StageDownload, 1, c3.Token, "checksum mismatch", false); err != nil || state != StateFailed {
-		t.Fatalf("permanent fail: %q, %v; want failed", state, err)
+	if f, err := s.Fail(ctx, "L1", StageDownload, 1, c3.Token, "checksum mismatch", false); err != nil || f.State != StateFailed {
+		t.Fatalf("permanent fail: %+v, %v; want failed", f, err)
 	}
 	if _, err := s.Fail(ctx, "L1", StageDownload, 1, c3.Token, "again", false); !errors.Is(err, ErrLeaseLost) {
 		t.Fatalf("fail of a finished stage: %v, want ErrLeaseLost", err)

@@ -68,6 +68,10 @@ const RemovedReason = "page no longer in the course"
 // A new video (media fingerprint or status changed) resets every stage; a
 // change of title, order or module keeps the finished media stages, moved to
 // the new version, and restarts from enrich.
+//
+// Detection writes only its own fields (describe's, the version, the stage
+// records it resets, the run id): what later stages keep in the document
+// (usage, the live vector-store file) survives every rename and new video.
 func (s *Store) ApplyDetected(ctx context.Context, id string, obs Observed) (Change, *events.LessonEvent, error) {
 	if !events.ValidLessonID(id) {
 		return Unchanged, nil, fmt.Errorf("apply detected lesson %q: not a page id", id)
@@ -104,16 +108,14 @@ func (s *Store) ApplyDetected(ctx context.Context, id string, obs Observed) (Cha
 				change = Reappeared
 			}
 			l.Version = old.Version + 1
+			l.Stages = freshStages(l, l.Version)
 			if mediaReusable(old, l) {
 				from = StageEnrich
-				l.Stages = freshStages(l, l.Version)
-				for _, st := range MediaStages {
+				for _, st := range carriedStages {
 					rec := old.Stages[st]
 					rec.Version = l.Version
 					l.Stages[st] = rec
 				}
-			} else {
-				l.Stages = freshStages(l, l.Version)
 			}
 		}
 		if l.MediaStatus == MediaReady {
@@ -123,7 +125,15 @@ func (s *Store) ApplyDetected(ctx context.Context, id string, obs Observed) (Cha
 			}
 			ev = &e
 		}
-		return s.txSetLesson(tx, ref, l, now)
+		if err := s.txQueueOutbox(tx, ref, l.Outbox, now); err != nil {
+			return err
+		}
+		if !exists {
+			l.NextCheckAt = nextCheck(l, now, s.pendingAfter)
+			l.Outbox = nil
+			return tx.Create(ref, l)
+		}
+		return tx.Update(ref, append(detectedUpdates(l), s.nextCheckUpdate(l, now)))
 	})
 	if err != nil {
 		return Unchanged, nil, fmt.Errorf("apply detected lesson %s: %w", id, err)
@@ -131,9 +141,44 @@ func (s *Store) ApplyDetected(ctx context.Context, id string, obs Observed) (Cha
 	return change, ev, nil
 }
 
+// detectedUpdates are the writes of every field detection owns, from l.
+// Keep in step with describe: a descriptive field missing here would never
+// change after the lesson's creation.
+func detectedUpdates(l Lesson) []firestore.Update {
+	ups := []firestore.Update{
+		{Path: "courseId", Value: l.CourseID},
+		{Path: "courseName", Value: l.CourseName},
+		{Path: "school", Value: l.School},
+		{Path: "moduleId", Value: l.ModuleID},
+		{Path: "moduleName", Value: l.ModuleName},
+		{Path: "moduleOrder", Value: l.ModuleOrder},
+		{Path: "pageOrder", Value: l.PageOrder},
+		{Path: "title", Value: l.Title},
+		{Path: "type", Value: l.Type},
+		{Path: "hasMedia", Value: l.HasMedia},
+		{Path: "mediaStatus", Value: l.MediaStatus},
+		{Path: "version", Value: l.Version},
+		{Path: "fingerprint", Value: l.Fingerprint},
+		{Path: "removed", Value: l.Removed},
+		{Path: "lastRunId", Value: l.LastRunID},
+		{Path: "updatedAt", Value: l.UpdatedAt},
+	}
+	if l.Media != nil {
+		ups = append(ups, firestore.Update{Path: "media", Value: *l.Media})
+	} else {
+		ups = append(ups, firestore.Update{Path: "media", Value: firestore.Delete})
+	}
+	for _, name := range records {
+		ups = append(ups, firestore.Update{FieldPath: firestore.FieldPath{"stages", name}, Value: l.Stages[name]})
+	}
+	return ups
+}
+
 // MarkRemoved marks a lesson that is no longer in its course as removed and
 // queues a removal event on lesson-events, at the lesson's current version.
-// It returns nil and writes nothing when the lesson is already removed.
+// It returns nil and writes nothing when the lesson is already removed. It
+// marks; it erases nothing: the sync stage retires the lesson's knowledge
+// file on the removal event, reading what the document still holds.
 func (s *Store) MarkRemoved(ctx context.Context, id, runID string) (*events.LessonEvent, error) {
 	ref := s.lessonRef(id)
 	var ev *events.LessonEvent
@@ -155,10 +200,16 @@ func (s *Store) MarkRemoved(ctx context.Context, id, runID string) (*events.Less
 		}
 		now := s.now()
 		l.Removed = true
-		l.LastRunID = runID
-		l.UpdatedAt = now
 		ev = &e
-		return s.txSetLesson(tx, ref, l, now)
+		if err := s.txQueueOutbox(tx, ref, l.Outbox, now); err != nil {
+			return err
+		}
+		return tx.Update(ref, []firestore.Update{
+			{Path: "removed", Value: true},
+			{Path: "lastRunId", Value: runID},
+			{Path: "updatedAt", Value: now},
+			s.nextCheckUpdate(l, now),
+		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("mark lesson %s removed: %w", id, err)
@@ -189,6 +240,10 @@ func describe(o Lesson) Lesson {
 	return l
 }
 
+// carriedStages are the records a change that keeps the media carries to the
+// new version: the media stages and the process step that joined them.
+var carriedStages = []string{StageDownload, StepProcess, StageTranscribe, StageAnalyze}
+
 // mediaReusable reports whether the media work done for old still serves l:
 // same media, media ready, and every media stage finished. Only then can the
 // new version start at enrich; if any media stage is unfinished the lesson
@@ -198,8 +253,8 @@ func mediaReusable(old, l Lesson) bool {
 	if old.MediaStatus != l.MediaStatus || l.MediaStatus != MediaReady || mediaFingerprint(old) != mediaFingerprint(l) {
 		return false
 	}
-	for _, st := range MediaStages {
-		if rec := old.Stages[st]; rec.State != StateDone || rec.Version != old.Version {
+	for _, st := range carriedStages {
+		if !finished(old.Stages[st], old.Version) {
 			return false
 		}
 	}
@@ -213,16 +268,17 @@ func mediaFingerprint(l Lesson) string {
 	return l.Media.Fingerprint
 }
 
-// freshStages returns every stage pending at version, the media stages
-// skipped (with the reason) when the lesson has no media ready.
+// freshStages returns every record pending at version, the media stages
+// and the process step skipped (with the reason) when the lesson has no
+// media ready.
 func freshStages(l Lesson, version int) map[string]Stage {
-	stages := make(map[string]Stage, len(Stages))
-	for _, st := range Stages {
+	stages := make(map[string]Stage, len(records))
+	for _, st := range records {
 		stages[st] = Stage{State: StatePending, Version: version}
 	}
 	if l.MediaStatus != MediaReady {
 		reason := noMediaReason(l.MediaStatus)
-		for _, st := range MediaStages {
+		for _, st := range carriedStages {
 			stages[st] = Stage{State: StateSkipped, Version: version, Error: reason}
 		}
 	}

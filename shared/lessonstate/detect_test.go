@@ -55,7 +55,7 @@ func checkStages(t *testing.T, l Lesson, want map[string]Stage) {
 
 func allStages(state string, version int) map[string]Stage {
 	m := map[string]Stage{}
-	for _, st := range Stages {
+	for _, st := range records {
 		m[st] = Stage{State: state, Version: version}
 	}
 	return m
@@ -189,7 +189,7 @@ func TestApplyDetectedLifecycle(t *testing.T) {
 	// Back, with the same fingerprint it had: reappeared, new version.
 	back := awaiting
 	back.Lesson.MediaStatus, back.Lesson.Fingerprint = MediaReady, "back"
-	back.Lesson.Media = &Media{Kind: "object", URI: "gs://raw/ingest/x.mp4", Fingerprint: "video-3"}
+	back.Lesson.Media = &Media{Kind: "object", Ref: "gs://raw/ingest/x.mp4", Ext: "mp4", Fingerprint: "video-3"}
 	ev = apply(back, Reappeared)
 	if ev == nil || ev.Version != 5 || ev.From != StageDownload {
 		t.Fatalf("reappeared event %+v, want v5 from download", ev)
@@ -339,6 +339,8 @@ func TestLessonsOrderedAndRoundTrip(t *testing.T) {
 	want := observed("p1", "v-p1").Lesson
 	want.ID, want.Version, want.LastRunID, want.UpdatedAt = "p1", 1, "run-1", t0
 	want.Stages = allStages(StatePending, 1)
+	// Download waits to be taken: the sweeper looks after the pending wait.
+	want.NextCheckAt = t0.Add(DefaultPendingAfter)
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("round trip:\n got %+v\nwant %+v", got, want)
 	}

@@ -75,7 +75,7 @@ func observed(title, mediaFP string) Observed {
 	}
 	if mediaFP != "" {
 		l.MediaStatus = MediaReady
-		l.Media = &Media{Kind: "url", URI: "https://media.example/" + mediaFP, Size: 42, Fingerprint: mediaFP}
+		l.Media = &Media{Kind: "url", Ref: "page-" + mediaFP, Ext: "mp4", Size: 42, Fingerprint: mediaFP}
 	}
 	l.Fingerprint = fmt.Sprintf("%s|%s|%s|%d|%d", l.Title, l.MediaStatus, mediaFP, l.ModuleOrder, l.PageOrder)
 	return Observed{Lesson: l, RunID: "run-1"}

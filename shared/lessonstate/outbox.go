@@ -66,18 +66,17 @@ func (s *Store) outboxRef(lessonID string, o Outbox) *firestore.DocumentRef {
 	return s.lessonRef(lessonID).Collection(CollOutbox).Doc(entryID(o))
 }
 
-// txSetLesson writes a lesson and, as documents of its outbox subcollection,
-// the events its Outbox queues, in one transaction: the change and what
-// announces it land together or not at all.
-func (s *Store) txSetLesson(tx *firestore.Transaction, ref *firestore.DocumentRef, l Lesson, now time.Time) error {
-	for _, o := range l.Outbox {
+// txQueueOutbox writes entries as documents of the lesson's outbox
+// subcollection, in the transaction that makes the change they announce: the
+// change and its announcement land together or not at all.
+func (s *Store) txQueueOutbox(tx *firestore.Transaction, ref *firestore.DocumentRef, entries []Outbox, now time.Time) error {
+	for _, o := range entries {
 		doc := outboxDoc{Topic: o.Topic, Data: o.Data, Seq: entrySeq(o), CreatedAt: now}
 		if err := tx.Set(s.outboxRef(ref.ID, o), doc); err != nil {
 			return err
 		}
 	}
-	l.Outbox = nil // the lesson document holds none
-	return tx.Set(ref, l)
+	return nil
 }
 
 // PendingOutbox returns the lessons whose outbox holds unpublished events,
@@ -186,22 +185,32 @@ func (l *Lesson) queue(e events.LessonEvent) error {
 	return nil
 }
 
-// OutboxEntry is the outbox entry for a detection event: its JSON body, on
-// the topic that feeds its first stage (lesson-discovered for download,
-// lesson-processed for enrich) or, for a removal, lesson-events. The detector
-// publishes the events ApplyDetected and MarkRemoved return through this, so
-// what it acknowledges is exactly what the store queued.
+// OutboxEntry is the outbox entry for a lesson event: its JSON body, on the
+// topic TopicFor names. The detector, the sweeper and the stages publish the
+// events the store returns through this, so what they acknowledge is exactly
+// what the store queued.
 func OutboxEntry(e events.LessonEvent) (Outbox, error) {
-	topic := events.TopicLessonDiscovered
-	switch {
-	case e.Kind != "":
-		topic = events.TopicLessonEvents
-	case e.From == StageEnrich:
-		topic = events.TopicLessonProcessed
-	}
+	topic := TopicFor(e)
 	data, err := json.Marshal(e)
 	if err != nil {
 		return Outbox{}, fmt.Errorf("encode %s event: %w", topic, err)
 	}
 	return Outbox{Topic: topic, Data: data}, nil
+}
+
+// TopicFor is the topic a lesson event goes to: lesson-events for an
+// announcement (synced, failed, removed), else the topic that feeds the
+// step its From names (empty: download). A replay or a re-drive from
+// transcribe or analyze starts the process step, which runs both.
+func TopicFor(e events.LessonEvent) string {
+	if e.Kind != "" {
+		return events.TopicLessonEvents
+	}
+	switch e.From {
+	case "":
+		return StepTopic(StageDownload)
+	case StageTranscribe, StageAnalyze:
+		return StepTopic(StepProcess)
+	}
+	return StepTopic(e.From)
 }

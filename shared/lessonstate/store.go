@@ -35,10 +35,11 @@ var (
 // Store reads and writes courses, lessons and runs in Firestore. It is safe
 // for concurrent use; create one per instance.
 type Store struct {
-	client      *firestore.Client
-	now         func() time.Time
-	maxAttempts int
-	token       func() string
+	client       *firestore.Client
+	now          func() time.Time
+	maxAttempts  int
+	pendingAfter time.Duration
+	token        func() string
 }
 
 // Option configures a Store.
@@ -57,12 +58,22 @@ func WithMaxAttempts(n int) Option {
 	}
 }
 
+// WithPendingAfter sets how long a step may wait pending before the sweeper
+// re-emits its event (default DefaultPendingAfter).
+func WithPendingAfter(d time.Duration) Option {
+	return func(s *Store) {
+		if d > 0 {
+			s.pendingAfter = d
+		}
+	}
+}
+
 // WithTokenSource replaces the random claim token generator.
 func WithTokenSource(f func() string) Option { return func(s *Store) { s.token = f } }
 
 // New returns a Store over client.
 func New(client *firestore.Client, opts ...Option) *Store {
-	s := &Store{client: client, now: time.Now, maxAttempts: DefaultMaxAttempts, token: rand.Text}
+	s := &Store{client: client, now: time.Now, maxAttempts: DefaultMaxAttempts, pendingAfter: DefaultPendingAfter, token: rand.Text}
 	for _, o := range opts {
 		o(s)
 	}
@@ -172,4 +183,25 @@ func (s *Store) queryLessons(ctx context.Context, q firestore.Query) ([]Lesson, 
 	return ls, nil
 }
 
-func validStage(stage string) bool { return slices.Contains(Stages, stage) }
+// validStage reports whether stage names a record of the lesson document.
+func validStage(stage string) bool { return slices.Contains(records, stage) }
+
+// RecordUsage adds what a paid call used to the lesson's cost ledger
+// (Lesson.Usage), by meter. Increments commute, so concurrent stages and
+// retries need no transaction; a retried call is recorded again because it
+// was paid for again.
+func (s *Store) RecordUsage(ctx context.Context, lessonID string, meters map[string]float64) error {
+	ups := make([]firestore.Update, 0, len(meters))
+	for name, v := range meters {
+		if v != 0 {
+			ups = append(ups, firestore.Update{FieldPath: firestore.FieldPath{"usage", name}, Value: firestore.Increment(v)})
+		}
+	}
+	if len(ups) == 0 {
+		return nil
+	}
+	if _, err := s.lessonRef(lessonID).Update(ctx, ups); err != nil {
+		return fmt.Errorf("record usage of lesson %s: %w", lessonID, err)
+	}
+	return nil
+}

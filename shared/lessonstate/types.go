@@ -29,6 +29,20 @@ const (
 // Stages lists every stage in pipeline order.
 var Stages = []string{StageDownload, StageTranscribe, StageAnalyze, StageEnrich, StageSync}
 
+// StepProcess is the record of the lesson-pipeline workflow execution that
+// runs transcribe ∥ analyze for a version. The starter claims it; it is done
+// when both branches are, and failed when either fails for good.
+const StepProcess = "process"
+
+// Steps are the records a trigger starts, in pipeline order: each is fed by
+// one event (StepTopic), so a step that stalls can be re-driven by
+// re-emitting that event. Transcribe and analyze are not among them: the
+// workflow execution of the process step drives them.
+var Steps = []string{StageDownload, StepProcess, StageEnrich, StageSync}
+
+// records are every record a lesson document keeps under "stages".
+var records = []string{StageDownload, StepProcess, StageTranscribe, StageAnalyze, StageEnrich, StageSync}
+
 // MediaStages are the stages whose input is the lesson's media: a new video
 // re-runs them; a change of title or order does not.
 var MediaStages = []string{StageDownload, StageTranscribe, StageAnalyze}
@@ -53,15 +67,29 @@ type Stage struct {
 	FinishedAt time.Time         `firestore:"finishedAt,omitempty"`
 	Error      string            `firestore:"error,omitempty"`
 	Outputs    map[string]string `firestore:"outputs,omitempty"`
+	// Redrives counts how often the sweeper re-emitted this record's event
+	// for this version: work whose lease expired, or that waited pending
+	// with no one to take it. Attempts counts claims; Redrives bounds the
+	// work that never gets claimed at all.
+	Redrives int `firestore:"redrives,omitempty"`
 }
 
 // Media says where a lesson's video comes from, as the detector resolved it
 // from the producer's media source. Hotmart itself gives no media URL.
+//
+// It names the media, never a download link: a manifest's links are often
+// signed, expire, and carry credentials, so the downloader asks the media
+// source for the current link when it downloads.
 type Media struct {
 	// Kind is "url" (manifest entry: download over HTTP) or "object" (a
 	// master file in the raw bucket's ingest prefix: server-side copy).
 	Kind string `firestore:"kind"`
-	URI  string `firestore:"uri"`
+	// Ref names the media in its source: the page id the manifest lists it
+	// under (url), or gs://bucket/object (object).
+	Ref string `firestore:"ref"`
+	// Ext is the file extension of the source ("mp4", "mov", ...), which
+	// names the raw object.
+	Ext string `firestore:"ext"`
 	// Size and MD5 (hex) are what the media source promises, when it does;
 	// the download checks them.
 	Size int64  `firestore:"size,omitempty"`
@@ -103,6 +131,21 @@ type Lesson struct {
 	Fingerprint string           `firestore:"fingerprint"`
 	Removed     bool             `firestore:"removed" json:"removed"`
 	Stages      map[string]Stage `firestore:"stages"`
+	// NextCheckAt is when the sweeper must look at the lesson: the lease end
+	// of its running step, or when its pending step has waited too long.
+	// It is absent when nothing is in flight, so the sweeper's one query
+	// (nextCheckAt <= now, a single-field index) finds exactly the lessons
+	// that may be stuck.
+	NextCheckAt time.Time `firestore:"nextCheckAt,omitempty"`
+
+	// Fields the later stages own. Detection never writes them, so a
+	// rename, a new video or a removal leaves them as they were.
+
+	// Usage is the lesson's cost ledger: what every paid call used, summed
+	// over versions and attempts, by meter (see Meter*).
+	Usage map[string]float64 `firestore:"usage,omitempty"`
+	// VectorStore is the knowledge file live in the school's vector store.
+	VectorStore *VectorFile `firestore:"vectorStore,omitempty"`
 	// Outbox is not stored in the lesson document but in its outbox
 	// subcollection; only PendingOutbox fills it.
 	Outbox []Outbox `firestore:"-"`
@@ -110,6 +153,16 @@ type Lesson struct {
 	OutboxPending bool      `firestore:"-"`
 	LastRunID     string    `firestore:"lastRunId"`
 	UpdatedAt     time.Time `firestore:"updatedAt"`
+}
+
+// VectorFile is a lesson's knowledge file in its school's OpenAI vector
+// store, as the sync stage left it.
+type VectorFile struct {
+	StoreID  string    `firestore:"storeId"`
+	FileID   string    `firestore:"fileId"`
+	Version  int       `firestore:"version"`
+	School   string    `firestore:"school"`
+	SyncedAt time.Time `firestore:"syncedAt"`
 }
 
 // Course is a document of the courses collection, keyed by Hotmart product id.

@@ -33,21 +33,27 @@ func NewExporter(ctx context.Context, kind, projectID string) (sdktrace.SpanExpo
 }
 
 var (
-	processOnce sync.Once
-	processErr  error
+	processMu   sync.Mutex
+	processDone bool
 )
 
 // SetupProcess sets tracing up once per process. Locally every function
 // shares one process; in Cloud Functions each runs alone, and the first to
-// start names the service.
+// start names the service. A failed setup is not remembered: the next call
+// (the next request's start-up) tries again.
 func SetupProcess(ctx context.Context, service, exporter, projectID string, ratio float64) error {
-	processOnce.Do(func() {
-		exp, err := NewExporter(ctx, exporter, projectID)
-		if err != nil {
-			processErr = err
-			return
-		}
-		_, processErr = Setup(ctx, Options{ServiceName: service, Exporter: exp, SampleRatio: ratio})
-	})
-	return processErr
+	processMu.Lock()
+	defer processMu.Unlock()
+	if processDone {
+		return nil
+	}
+	exp, err := NewExporter(ctx, exporter, projectID)
+	if err != nil {
+		return err
+	}
+	if _, err := Setup(ctx, Options{ServiceName: service, Exporter: exp, SampleRatio: ratio}); err != nil {
+		return err
+	}
+	processDone = true
+	return nil
 }

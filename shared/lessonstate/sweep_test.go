@@ -1,0 +1,287 @@
+package lessonstate
+
+import (
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coursekb/pipeline/shared/events"
+)
+
+// due lists the lessons the sweeper's query finds now.
+func due(t *testing.T, s *Store) []string {
+	t.Helper()
+	ids, err := s.DueForSweep(t.Context(), 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ids
+}
+
+func sweep(t *testing.T, s *Store, id string) *Swept {
+	t.Helper()
+	sw, err := s.Sweep(t.Context(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sw
+}
+
+// A claimed step whose owner died is found once its lease has ended, put
+// back to pending and its event queued again; the next claim is attempt 2.
+func TestSweepRedrivesExpiredLease(t *testing.T) {
+	s, _, clk := newStore(t)
+	create(t, s, "L1")
+	c, err := s.Claim(t.Context(), "L1", StageDownload, 1, time.Minute)
+	if err != nil || c.Outcome != Claimed {
+		t.Fatal(c.Outcome, err)
+	}
+	if l := mustLesson(t, s, "L1"); !l.NextCheckAt.Equal(c.Stage.LeaseUntil) {
+		t.Fatalf("next check %v, want the lease end %v", l.NextCheckAt, c.Stage.LeaseUntil)
+	}
+	if ids := due(t, s); len(ids) != 0 {
+		t.Fatalf("due while the lease is live: %v", ids)
+	}
+
+	clk.Advance(time.Minute + time.Second)
+	if ids := due(t, s); len(ids) != 1 || ids[0] != "L1" {
+		t.Fatalf("due after the lease: %v", ids)
+	}
+	sw := sweep(t, s, "L1")
+	if sw == nil || sw.Action != SweepRedriven || sw.Step != StageDownload || sw.Entry == nil {
+		t.Fatalf("sweep: %+v", sw)
+	}
+	if sw.Entry.Topic != events.TopicLessonDiscovered {
+		t.Fatalf("re-driven on %s, want %s", sw.Entry.Topic, events.TopicLessonDiscovered)
+	}
+	ev, err := sw.Entry.Event()
+	if err != nil || ev.LessonID != "L1" || ev.Version != 1 || ev.From != StageDownload {
+		t.Fatalf("re-driven event %+v, %v", ev, err)
+	}
+	l := mustLesson(t, s, "L1")
+	rec := l.Stages[StageDownload]
+	if rec.State != StatePending || rec.Redrives != 1 || rec.Attempts != 1 || rec.Token != "" || rec.Error == "" {
+		t.Fatalf("record after the re-drive: %+v", rec)
+	}
+	if !l.NextCheckAt.Equal(clk.Now().Add(DefaultPendingAfter)) {
+		t.Fatalf("next check %v, want the pending wait from now", l.NextCheckAt)
+	}
+	pending, err := s.PendingOutbox(t.Context())
+	if err != nil || len(pending) != 1 || len(pending[0].Outbox) != 1 || pending[0].Outbox[0].Topic != events.TopicLessonDiscovered {
+		t.Fatalf("outbox after the re-drive: %+v, %v", pending, err)
+	}
+	// Swept again at once: nothing is due, nothing happens.
+	if sw := sweep(t, s, "L1"); sw != nil {
+		t.Fatalf("second sweep acted: %+v", sw)
+	}
+	c2, err := s.Claim(t.Context(), "L1", StageDownload, 1, time.Minute)
+	if err != nil || c2.Outcome != Claimed || c2.Stage.Attempts != 2 {
+		t.Fatalf("claim after the re-drive: %v %+v %v", c2.Outcome, c2.Stage, err)
+	}
+}
+
+// Work whose event was sent but never taken (lost, dead-lettered, refused
+// before any claim) is sent again after the pending wait, and failed once it
+// has been sent as often as a stage may be tried.
+func TestSweepRedrivesPendingThenFails(t *testing.T) {
+	s, _, clk := newStore(t, WithMaxAttempts(2), WithPendingAfter(time.Minute))
+	create(t, s, "L1")
+	for i := 1; i <= 2; i++ {
+		clk.Advance(time.Minute)
+		sw := sweep(t, s, "L1")
+		if sw == nil || sw.Action != SweepRedriven {
+			t.Fatalf("sweep %d: %+v", i, sw)
+		}
+		if got := mustLesson(t, s, "L1").Stages[StageDownload].Redrives; got != i {
+			t.Fatalf("re-drives after sweep %d: %d", i, got)
+		}
+	}
+	clk.Advance(time.Minute)
+	sw := sweep(t, s, "L1")
+	if sw == nil || sw.Action != SweepFailed || sw.Entry == nil || sw.Entry.Topic != events.TopicLessonEvents {
+		t.Fatalf("sweep out of re-drives: %+v", sw)
+	}
+	ev, _ := sw.Entry.Event()
+	if ev.Kind != events.KindFailed || ev.From != StageDownload || ev.Reason == "" {
+		t.Fatalf("announcement %+v", ev)
+	}
+	l := mustLesson(t, s, "L1")
+	if rec := l.Stages[StageDownload]; rec.State != StateFailed || rec.Error != ev.Reason {
+		t.Fatalf("record %+v", rec)
+	}
+	if !l.NextCheckAt.IsZero() {
+		t.Fatalf("a failed lesson is still checked at %v", l.NextCheckAt)
+	}
+	if ids := due(t, s); len(ids) != 0 {
+		t.Fatalf("due after failing: %v", ids)
+	}
+}
+
+// A step whose every attempt died holding its lease is failed with the last
+// reason once it is out of attempts: the sweeper does not try it forever.
+func TestSweepFailsExpiredLeaseOutOfAttempts(t *testing.T) {
+	s, _, clk := newStore(t, WithMaxAttempts(2))
+	create(t, s, "L1")
+	for attempt := 1; attempt <= 2; attempt++ {
+		c, err := s.Claim(t.Context(), "L1", StageDownload, 1, time.Minute)
+		if err != nil || c.Outcome != Claimed || c.Stage.Attempts != attempt {
+			t.Fatalf("claim %d: %v %+v %v", attempt, c.Outcome, c.Stage, err)
+		}
+		clk.Advance(2 * time.Minute)
+		sw := sweep(t, s, "L1")
+		want := SweepRedriven
+		if attempt == 2 {
+			want = SweepFailed
+		}
+		if sw == nil || sw.Action != want {
+			t.Fatalf("sweep after attempt %d: %+v, want %s", attempt, sw, want)
+		}
+	}
+	rec := mustLesson(t, s, "L1").Stages[StageDownload]
+	if rec.State != StateFailed || rec.Attempts != 2 {
+		t.Fatalf("record %+v", rec)
+	}
+}
+
+// A lesson whose check time came while its lease is still live (a longer
+// lease taken since the query) is only rescheduled.
+func TestSweepReschedulesLiveLease(t *testing.T) {
+	s, _, clk := newStore(t, WithPendingAfter(time.Minute))
+	create(t, s, "L1")
+	clk.Advance(time.Minute)
+	ids := due(t, s)
+	if len(ids) != 1 {
+		t.Fatalf("due: %v", ids)
+	}
+	c, err := s.Claim(t.Context(), "L1", StageDownload, 1, time.Hour)
+	if err != nil || c.Outcome != Claimed {
+		t.Fatal(c.Outcome, err)
+	}
+	if sw := sweep(t, s, "L1"); sw != nil {
+		t.Fatalf("the claim moved the check time; the sweep must see it: %+v", sw)
+	}
+	if rec := mustLesson(t, s, "L1").Stages[StageDownload]; rec.State != StateRunning || rec.Token != c.Token {
+		t.Fatalf("record %+v", rec)
+	}
+}
+
+// Sweepers running at once act on a lesson once.
+func TestSweepConcurrent(t *testing.T) {
+	s, _, clk := newStore(t, WithPendingAfter(time.Minute))
+	create(t, s, "L1")
+	clk.Advance(time.Minute)
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		acted int
+	)
+	for range 6 {
+		wg.Go(func() {
+			sw, err := s.Sweep(t.Context(), "L1")
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if sw != nil {
+				mu.Lock()
+				acted++
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if acted != 1 {
+		t.Fatalf("%d sweeps acted, want 1", acted)
+	}
+	if rec := mustLesson(t, s, "L1").Stages[StageDownload]; rec.Redrives != 1 {
+		t.Fatalf("re-drives %d, want 1", rec.Redrives)
+	}
+}
+
+// The query finds due lessons oldest first and no more than asked; a
+// finished lesson is never found.
+func TestDueForSweepOrderAndLimit(t *testing.T) {
+	s, _, clk := newStore(t, WithPendingAfter(time.Minute))
+	for _, id := range []string{"A", "B", "C"} {
+		create(t, s, id)
+		clk.Advance(time.Second)
+	}
+	for _, st := range Steps {
+		runStage(t, s, "B", st, 1)
+	}
+	clk.Advance(time.Hour)
+	ids, err := s.DueForSweep(t.Context(), 1)
+	if err != nil || len(ids) != 1 || ids[0] != "A" {
+		t.Fatalf("first due: %v, %v", ids, err)
+	}
+	if ids := due(t, s); len(ids) != 2 || ids[0] != "A" || ids[1] != "C" {
+		t.Fatalf("due: %v", ids)
+	}
+}
+
+// The process step is done when both branches are, and its completion makes
+// enrich the step the lesson waits on.
+func TestProcessJoin(t *testing.T) {
+	s, _, clk := newStore(t)
+	create(t, s, "L1")
+	runStage(t, s, "L1", StageDownload, 1)
+	p, err := s.Claim(t.Context(), "L1", StepProcess, 1, time.Hour)
+	if err != nil || p.Outcome != Claimed {
+		t.Fatal(p.Outcome, err)
+	}
+	runStage(t, s, "L1", StageTranscribe, 1)
+	if rec := mustLesson(t, s, "L1").Stages[StepProcess]; rec.State != StateRunning {
+		t.Fatalf("process after one branch: %+v", rec)
+	}
+	clk.Advance(time.Second)
+	runStage(t, s, "L1", StageAnalyze, 1)
+	l := mustLesson(t, s, "L1")
+	if rec := l.Stages[StepProcess]; rec.State != StateDone || !rec.FinishedAt.Equal(clk.Now()) {
+		t.Fatalf("process after both branches: %+v", rec)
+	}
+	if step, _, ok := l.Due(); !ok || step != StageEnrich {
+		t.Fatalf("due %q %v, want enrich", step, ok)
+	}
+	if !l.NextCheckAt.Equal(clk.Now().Add(DefaultPendingAfter)) {
+		t.Fatalf("next check %v", l.NextCheckAt)
+	}
+}
+
+// A branch failing for good fails the process step and announces it once;
+// failing retryably sends the process step back to pending for a new
+// execution.
+func TestProcessBranchFailure(t *testing.T) {
+	s, _, _ := newStore(t, WithMaxAttempts(2))
+	create(t, s, "L1")
+	runStage(t, s, "L1", StageDownload, 1)
+	claim := func(stage string) Claim {
+		t.Helper()
+		c, err := s.Claim(t.Context(), "L1", stage, 1, time.Hour)
+		if err != nil || c.Outcome != Claimed {
+			t.Fatalf("claim %s: %v %v", stage, c.Outcome, err)
+		}
+		return c
+	}
+	claim(StepProcess)
+	tr := claim(StageTranscribe)
+	f, err := s.Fail(t.Context(), "L1", StageTranscribe, 1, tr.Token, "speech 503", true)
+	if err != nil || f.State != StatePending {
+		t.Fatalf("retryable: %+v %v", f, err)
+	}
+	if rec := mustLesson(t, s, "L1").Stages[StepProcess]; rec.State != StatePending || rec.Error != "transcribe: speech 503" {
+		t.Fatalf("process after a retryable branch failure: %+v", rec)
+	}
+	claim(StepProcess)
+	tr = claim(StageTranscribe)
+	f, err = s.Fail(t.Context(), "L1", StageTranscribe, 1, tr.Token, "no audio track", false)
+	if err != nil || f.State != StateFailed || f.Announce == nil || f.Announce.From != StageTranscribe {
+		t.Fatalf("permanent: %+v %v", f, err)
+	}
+	l := mustLesson(t, s, "L1")
+	if rec := l.Stages[StepProcess]; rec.State != StateFailed || rec.Error != "transcribe: no audio track" {
+		t.Fatalf("process after a permanent branch failure: %+v", rec)
+	}
+	if _, _, ok := l.Due(); ok || !l.NextCheckAt.IsZero() {
+		t.Fatalf("a failed lesson still waits: next check %v", l.NextCheckAt)
+	}
+}
