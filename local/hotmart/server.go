@@ -48,6 +48,9 @@ type Options struct {
 	ClientID, ClientSecret, BasicToken string
 	// TokenTTL is how long an issued token is valid (default one hour).
 	TokenTTL time.Duration
+	// OmitExpiresIn leaves expires_in out of token answers, as some
+	// gateways in front of OAuth servers do.
+	OmitExpiresIn bool
 	// ProductsPageSize caps the products per page (default 50).
 	ProductsPageSize int
 	// RequestsPerMinute is the rate limit of the fixed one-minute window
@@ -289,11 +292,14 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.tokens[tok] = s.opts.Now().Add(s.opts.TokenTTL)
 	s.mu.Unlock()
-	expiresIn := int(s.opts.TokenTTL / time.Second)
-	writeJSON(w, http.StatusOK, map[string]any{
-		"access_token": tok, "token_type": "bearer", "expires_in": max(expiresIn, 1),
+	answer := map[string]any{
+		"access_token": tok, "token_type": "bearer", "expires_in": max(int(s.opts.TokenTTL/time.Second), 1),
 		"scope": "read write", "jti": hex.EncodeToString(b[:8]),
-	})
+	}
+	if s.opts.OmitExpiresIn {
+		delete(answer, "expires_in")
+	}
+	writeJSON(w, http.StatusOK, answer)
 }
 
 func equal(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }

@@ -8,15 +8,21 @@
 //	/chunked/<bytes>               the same bytes with no Content-Length (chunked encoding)
 //	/short/<declared>/<actual>     declares <declared> bytes, sends <actual>, then hangs up
 //	/status/<code>                 answers with that status
+//	/stall/<bytes>                 sends <bytes> of a longer body, then sends nothing until the client hangs up
 //	/<name>                        the file <name> of the directory
 //
 // Every other answer carries Content-Length; files and synthetic bodies honour Range
 // requests (http.ServeContent). Query strings are ignored, so a signed-URL-like
-// query can be appended to any path.
+// query can be appended to any path, unless the host requires signatures
+// (RequireSignatures): then a file is served only through a link Sign made,
+// before it expires and while the key that signed it is current, as a video
+// host's signed URLs behave. Slow and OnServed let tests shape transfers.
 package mediahost
 
 import (
+	"crypto/hmac"
 	"crypto/md5"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -38,8 +44,19 @@ import (
 type Host struct {
 	root *os.Root // nil: no directory, only the made-up bodies
 
-	mu   sync.Mutex
-	hits map[string]int
+	mu       sync.Mutex
+	hits     map[string]int
+	slow     map[string]*pace
+	onServed func(name string)
+	key      []byte // nil: no signatures required
+	keyGen   int
+	refused  int
+}
+
+// pace spreads the body of the next requests for a file over a duration.
+type pace struct {
+	d time.Duration
+	n int // requests left; < 0: every request
 }
 
 // New returns a host serving the files under dir; an empty dir serves only the
@@ -72,6 +89,95 @@ func (h *Host) Total() int {
 		n += v
 	}
 	return n
+}
+
+// Slow makes the next n requests for the file name (n < 0: every request)
+// take at least d to send their body, spread evenly over it: a transfer longer
+// than a deadline, without a large file.
+func (h *Host) Slow(name string, d time.Duration, n int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.slow == nil {
+		h.slow = map[string]*pace{}
+	}
+	h.slow[name] = &pace{d: d, n: n}
+}
+
+// OnServed sets a function called after a file's whole body has been sent
+// (before the handler returns): the moment a download has all its bytes.
+func (h *Host) OnServed(fn func(name string)) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.onServed = fn
+}
+
+// RequireSignatures makes files downloadable only through links Sign makes.
+// Calling it again changes the key: every link signed before is refused (403),
+// as when a producer's host rotates its signing key and re-signs the manifest.
+func (h *Host) RequireSignatures() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.keyGen++
+	h.key = []byte(fmt.Sprintf("mediahost-key-%d-%d", h.keyGen, time.Now().UnixNano()))
+}
+
+// Sign returns the query-signed path of the file name ("/name?expires=..&sig=..")
+// valid for ttl with the current key. Without RequireSignatures it is the
+// plain path.
+func (h *Host) Sign(name string, ttl time.Duration) string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	p := "/" + strings.TrimPrefix(name, "/")
+	if h.key == nil {
+		return p
+	}
+	exp := strconv.FormatInt(time.Now().Add(ttl).Unix(), 10)
+	return p + "?expires=" + exp + "&sig=" + signature(h.key, p, exp)
+}
+
+// Refused returns how many requests were refused for a missing, wrong or
+// expired signature.
+func (h *Host) Refused() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.refused
+}
+
+func signature(key []byte, p, expires string) string {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(p + "\n" + expires))
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// signed reports whether r carries a valid, unexpired signature for its path.
+func (h *Host) signed(r *http.Request) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.key == nil {
+		return true
+	}
+	q := r.URL.Query()
+	exp, err := strconv.ParseInt(q.Get("expires"), 10, 64)
+	ok := err == nil && time.Now().Unix() < exp &&
+		hmac.Equal([]byte(q.Get("sig")), []byte(signature(h.key, r.URL.Path, q.Get("expires"))))
+	if !ok {
+		h.refused++
+	}
+	return ok
+}
+
+// takePace returns the pace for the next request of name, if any.
+func (h *Host) takePace(name string) time.Duration {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	p := h.slow[name]
+	if p == nil || p.n == 0 {
+		return 0
+	}
+	if p.n > 0 {
+		p.n--
+	}
+	return p.d
 }
 
 // epoch is the modification time of made-up bodies: fixed, so conditional and
@@ -111,6 +217,20 @@ func (h *Host) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		io.CopyBuffer(w, io.NewSectionReader(Synthetic{}, 0, n), make([]byte, 64<<10))
 	case strings.HasPrefix(p, "short/"):
 		h.serveShort(w, strings.TrimPrefix(p, "short/"))
+	case strings.HasPrefix(p, "stall/"):
+		n, err := strconv.ParseInt(strings.TrimPrefix(p, "stall/"), 10, 64)
+		if err != nil || n < 0 {
+			http.Error(w, "stall size must be a number of bytes", http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", "video/mp4")
+		w.Header().Set("Content-Length", strconv.FormatInt(n+1, 10))
+		w.WriteHeader(http.StatusOK)
+		io.Copy(w, io.NewSectionReader(Synthetic{}, 0, n))
+		if f, ok := w.(http.Flusher); ok {
+			f.Flush()
+		}
+		<-r.Context().Done()
 	case strings.HasPrefix(p, "status/"):
 		code, err := strconv.Atoi(strings.TrimPrefix(p, "status/"))
 		if err != nil || code < 200 || code > 599 {
@@ -163,9 +283,53 @@ func (h *Host) serveFile(w http.ResponseWriter, r *http.Request, name string) {
 		http.NotFound(w, r)
 		return
 	}
+	if !h.signed(r) {
+		http.Error(w, "media host: signature missing, wrong or expired", http.StatusForbidden)
+		return
+	}
 	w.Header().Set("Content-Type", contentType(name))
-	http.ServeContent(w, r, name, st.ModTime(), f)
+	var body io.ReadSeeker = f
+	if d := h.takePace(name); d > 0 && st.Size() > 0 {
+		body = &paced{r: f, start: time.Now(), total: st.Size(), d: d, ctx: r.Context()}
+	}
+	http.ServeContent(w, r, name, st.ModTime(), body)
+	h.mu.Lock()
+	fn := h.onServed
+	h.mu.Unlock()
+	if fn != nil && r.Context().Err() == nil && r.Method == http.MethodGet {
+		fn(name)
+	}
 }
+
+// paced reads no faster than total bytes over d since start.
+type paced struct {
+	r     io.ReadSeeker
+	start time.Time
+	total int64
+	sent  int64
+	d     time.Duration
+	ctx   interface{ Done() <-chan struct{} }
+}
+
+func (p *paced) Read(b []byte) (int, error) {
+	if len(b) > 16<<10 {
+		b = b[:16<<10]
+	}
+	n, err := p.r.Read(b)
+	p.sent += int64(n)
+	due := p.start.Add(time.Duration(float64(p.d) * float64(p.sent) / float64(p.total)))
+	if wait := time.Until(due); wait > 0 {
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-p.ctx.Done():
+			t.Stop()
+		}
+	}
+	return n, err
+}
+
+func (p *paced) Seek(off int64, whence int) (int64, error) { return p.r.Seek(off, whence) }
 
 func contentType(name string) string {
 	switch strings.ToLower(path.Ext(name)) {

@@ -225,6 +225,19 @@ func TestExpiredTokenIsRefreshedOnce(t *testing.T) {
 	}
 }
 
+// A token answer without expires_in is assumed to live a while: a walk
+// fetches it once, not before every call.
+func TestTokenWithoutLifetimeIsKept(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, bigCatalog(t, 2), localhotmart.Options{OmitExpiresIn: true}, nil)
+	if _, err := walk(t.Context(), e.client, func() {}); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.server.Requests(localhotmart.TokenPath); n != 1 {
+		t.Fatalf("token fetched %d times for one walk, want 1", n)
+	}
+}
+
 func filterStatus(s []served, status int) []served {
 	var out []served
 	for _, x := range s {

@@ -6,6 +6,10 @@ import (
 	"time"
 )
 
+// DefaultTokenLifetime is the lifetime assumed for a token whose answer
+// gives none.
+const DefaultTokenLifetime = 10 * time.Minute
+
 // tokenBody is the token endpoint's answer.
 type tokenBody struct {
 	AccessToken string  `json:"access_token"`
@@ -47,13 +51,20 @@ func (c *Client) accessToken(ctx context.Context) (string, error) {
 			Status: http.StatusOK, Code: CodeMalformed, Description: "no access_token in the answer"}, 1)
 	}
 	ttl := time.Duration(tb.ExpiresIn * float64(time.Second))
+	if ttl <= 0 {
+		// An answer without a lifetime: assume a short one rather than none
+		// (which would fetch a token before every call). A token that dies
+		// sooner is refreshed once on its 401.
+		ttl = DefaultTokenLifetime
+		c.log.WarnContext(ctx, "hotmart token answer has no expires_in; assuming a default lifetime", "assumed", ttl.String())
+	}
 	// Refresh a little before Hotmart's expiry, so a token never expires
 	// between being read here and reaching the server.
 	margin := min(ttl/10, 5*time.Minute)
 	c.tokenMu.Lock()
 	c.token, c.tokenExp = tb.AccessToken, c.now().Add(ttl-margin)
 	c.tokenMu.Unlock()
-	c.log.DebugContext(ctx, "hotmart access token fetched", "expiresIn", ttl)
+	c.log.DebugContext(ctx, "hotmart access token fetched", "expiresInSeconds", ttl.Seconds())
 	return tb.AccessToken, nil
 }
 

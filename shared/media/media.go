@@ -12,6 +12,11 @@
 // dropped there on purpose, while a manifest URL usually points at a
 // transcoded copy on a streaming host, and a server-side copy is cheaper and
 // surer than a download.
+//
+// Detection records which media a page has (Resolver: its identity and
+// fingerprint, never a link); the download asks the manifest for the page's
+// current link when it downloads (Links), because manifest links are often
+// signed, expire, and carry credentials that must not sit in Firestore.
 package media
 
 import (
@@ -36,6 +41,7 @@ import (
 
 	"github.com/coursekb/pipeline/shared/failure"
 	"github.com/coursekb/pipeline/shared/lessonstate"
+	"github.com/coursekb/pipeline/shared/transfer"
 )
 
 // Kinds of Media.
@@ -228,7 +234,8 @@ func (r *Resolver) Resolve(ctx context.Context, productID int64, moduleID, pageI
 			uri := "gs://" + r.bucket + "/" + f.name
 			return &lessonstate.Media{
 				Kind:        KindObject,
-				URI:         uri,
+				Ref:         uri,
+				Ext:         transfer.Ext(f.name, ""),
 				Size:        f.size,
 				MD5:         f.md5,
 				Fingerprint: fingerprint(KindObject, uri, strconv.FormatInt(f.generation, 10), f.md5),
@@ -239,7 +246,8 @@ func (r *Resolver) Resolve(ctx context.Context, productID int64, moduleID, pageI
 		if e, ok := r.manifest.Pages[pageID]; ok {
 			return &lessonstate.Media{
 				Kind:        KindURL,
-				URI:         e.URL,
+				Ref:         pageID,
+				Ext:         transfer.Ext(e.URL, ""),
 				Size:        e.Size,
 				MD5:         e.MD5,
 				Fingerprint: URLFingerprint(e),

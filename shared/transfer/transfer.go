@@ -22,10 +22,12 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"path"
 	"strings"
+	"time"
 
 	"cloud.google.com/go/storage"
 	"google.golang.org/api/googleapi"
@@ -45,6 +47,28 @@ type Options struct {
 	// negative value uploads in a single request with no buffer and no
 	// resume: only for local servers whose resumable uploads are slow.
 	ChunkSize int
+	// ReadIdleTimeout fails a download whose body sends nothing for that
+	// long (default DefaultReadIdleTimeout): a stalled host must not hold a
+	// function until its timeout. Negative: no limit.
+	ReadIdleTimeout time.Duration
+}
+
+// DefaultReadIdleTimeout is how long a media body may send nothing.
+const DefaultReadIdleTimeout = 2 * time.Minute
+
+// NewMediaClient returns the HTTP client downloads use: no overall timeout
+// (a multi-gigabyte video takes as long as it takes; the lease and the
+// function's timeout bound it), but bounded connecting, TLS handshake and
+// wait for the response headers, so a host that never answers fails the
+// attempt instead of holding it. The body's stalls are bounded by
+// Options.ReadIdleTimeout.
+func NewMediaClient() *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.DialContext = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	t.TLSHandshakeTimeout = 15 * time.Second
+	t.ResponseHeaderTimeout = 2 * time.Minute
+	t.ExpectContinueTimeout = time.Second
+	return &http.Client{Transport: t}
 }
 
 // Source is a media URL with what the media source promises about it.
@@ -91,10 +115,17 @@ func New(st *storage.Client, hc *http.Client, opts Options) *Copier {
 	if opts.ChunkSize == 0 {
 		opts.ChunkSize = DefaultChunkSize
 	}
+	if opts.ReadIdleTimeout == 0 {
+		opts.ReadIdleTimeout = DefaultReadIdleTimeout
+	}
 	return &Copier{st: st, hc: hc, opts: opts}
 }
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// ErrLinkRefused marks a media link the host refused (401, 403, 410): what an
+// expired signed URL gets. It is permanent for that link, not for the media.
+var ErrLinkRefused = errors.New("media host refused the link")
 
 // FromURL streams src into dst. When dst already holds a finished copy (same
 // metadata and, when src says, same size and MD5) it returns that with Reused
@@ -121,7 +152,11 @@ func (c *Copier) fromURL(ctx context.Context, src Source, dst Dest) (Result, err
 		return res, err
 	}
 
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, src.URL, nil)
+	// The request has its own cancellation, so a body that stalls can be
+	// cut off without ending the caller's context.
+	rctx, cancelReq := context.WithCancelCause(ctx)
+	defer cancelReq(nil)
+	req, err := http.NewRequestWithContext(rctx, http.MethodGet, src.URL, nil)
 	if err != nil {
 		return Result{}, failure.Permanentf("bad media URL: %v", err)
 	}
@@ -173,9 +208,16 @@ func (c *Copier) fromURL(ctx context.Context, src Source, dst Dest) (Result, err
 	// cheap (SSE4.2) and checks the leg from here to Cloud Storage.
 	crch := crc32.New(castagnoli)
 	body := &countingReader{r: resp.Body, limit: c.opts.MaxBytes}
+	if idle := c.opts.ReadIdleTimeout; idle > 0 {
+		watchdog := time.AfterFunc(idle, func() { cancelReq(errStalled) })
+		defer watchdog.Stop()
+		body.onRead = func() { watchdog.Reset(idle) }
+	}
 	_, err = io.CopyBuffer(io.MultiWriter(crch, w), body, make([]byte, 256<<10))
 	n := body.n
 	switch {
+	case errors.Is(context.Cause(rctx), errStalled):
+		return abort(failure.Retryablef("media host sent nothing for %s after %d bytes", c.opts.ReadIdleTimeout, n))
 	case body.over:
 		return abort(failure.Permanentf("body passed the %d-byte limit; stopped after %d bytes", c.opts.MaxBytes, n))
 	case body.err != nil && declared >= 0:
@@ -372,9 +414,11 @@ func statusError(resp *http.Response) error {
 	switch {
 	case resp.StatusCode == http.StatusTooManyRequests, resp.StatusCode == http.StatusRequestTimeout, resp.StatusCode >= 500:
 		return failure.Retryablef("%s", msg)
-	case resp.StatusCode == http.StatusForbidden:
-		return failure.Permanentf("%s (an expired signed URL answers so: refresh the media manifest)", msg)
-	default: // 404, 410, 401, other 4xx, unfollowed 3xx
+	case resp.StatusCode == http.StatusForbidden, resp.StatusCode == http.StatusUnauthorized, resp.StatusCode == http.StatusGone:
+		// An expired or revoked signed link answers so: the caller may ask
+		// the media source for a new link once.
+		return &failure.Permanent{Err: fmt.Errorf("%w: %s", ErrLinkRefused, msg)}
+	default: // 404, other 4xx, unfollowed 3xx
 		return failure.Permanentf("%s", msg)
 	}
 }
@@ -399,18 +443,25 @@ func storageError(what string, err error) error {
 // countingReader counts bytes, stops past limit, and remembers its own error
 // so a body failure can be told apart from an upload failure.
 type countingReader struct {
-	r     io.Reader
-	n     int64
-	limit int64 // 0: none
-	over  bool
-	err   error
+	r      io.Reader
+	n      int64
+	limit  int64 // 0: none
+	over   bool
+	err    error
+	onRead func() // called after every read that returned bytes
 }
+
+// errStalled is the cause a stalled body's request is cancelled with.
+var errStalled = errors.New("media body stalled")
 
 func (c *countingReader) Read(p []byte) (int, error) {
 	if c.limit > 0 && int64(len(p)) > c.limit-c.n+1 {
 		p = p[:c.limit-c.n+1]
 	}
 	n, err := c.r.Read(p)
+	if n > 0 && c.onRead != nil {
+		c.onRead()
+	}
 	c.n += int64(n)
 	if c.limit > 0 && c.n > c.limit {
 		c.over = true

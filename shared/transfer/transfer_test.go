@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"cloud.google.com/go/storage"
 
@@ -143,7 +144,8 @@ func TestFromURLFailures(t *testing.T) {
 			"media source says 600000 bytes, server sent 500000"},
 		{"not found", "/status/404", Source{}, Options{}, true, "media host answered 404 Not Found"},
 		{"gone", "/status/410", Source{}, Options{}, true, "410 Gone"},
-		{"forbidden (expired signature)", "/status/403", Source{}, Options{}, true, "refresh the media manifest"},
+		{"forbidden (expired signature)", "/status/403", Source{}, Options{}, true, "media host refused the link: media host answered 403 Forbidden"},
+		{"body stalls", "/stall/300000", Source{}, Options{ReadIdleTimeout: 200 * time.Millisecond}, false, "media host sent nothing for 200ms after 300000 bytes"},
 		{"server error", "/status/503", Source{}, Options{}, false, "503 Service Unavailable"},
 		{"rate limited", "/status/429", Source{}, Options{}, false, "429 Too Many Requests"},
 	} {
@@ -155,6 +157,9 @@ func TestFromURLFailures(t *testing.T) {
 			_, err := New(e.st, nil, tc.opts).FromURL(context.Background(), src, Dest{Bucket: "raw", Object: "o.mp4", Metadata: meta})
 			if err == nil {
 				t.Fatal("no error")
+			}
+			if refused := tc.path == "/status/403" || tc.path == "/status/410"; errors.Is(err, ErrLinkRefused) != refused {
+				t.Errorf("link refused = %v for %s: %v", errors.Is(err, ErrLinkRefused), tc.path, err)
 			}
 			if failure.IsPermanent(err) != tc.permanent {
 				t.Errorf("permanent = %v, want %v: %v", failure.IsPermanent(err), tc.permanent, err)
