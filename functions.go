@@ -7,4 +7,7 @@ package pipeline
 import (
 	_ "github.com/coursekb/pipeline/functions/detector"
 	_ "github.com/coursekb/pipeline/functions/downloader"
+	_ "github.com/coursekb/pipeline/functions/notifier"
+	_ "github.com/coursekb/pipeline/functions/starter"
+	_ "github.com/coursekb/pipeline/functions/sweeper"
 )

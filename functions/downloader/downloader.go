@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -77,15 +78,22 @@ func NewFromEnv(ctx context.Context) (*Handler, error) {
 	return h, nil
 }
 
+// startupCheck bounds the start-up's look at the raw bucket: an instance
+// that cannot reach it fails its start-up quickly, and the next request
+// tries again.
+const startupCheck = 5 * time.Second
+
 func fromEnv(ctx context.Context, env *setup.Env, cfg config.Downloader) (*Handler, error) {
-	if _, err := env.Storage.Bucket(cfg.RawBucket).Attrs(ctx); err != nil {
+	cctx, cancel := context.WithTimeout(ctx, startupCheck)
+	defer cancel()
+	if _, err := env.Storage.Bucket(cfg.RawBucket).Attrs(cctx); err != nil {
 		return nil, fmt.Errorf("downloader: raw bucket %s: %w", cfg.RawBucket, err)
 	}
 	hc := transfer.NewMediaClient()
 	stage, err := download.New(download.Deps{
 		Store:     env.Store,
 		Copier:    transfer.New(env.Storage, hc, transfer.Options{MaxBytes: cfg.MaxMediaBytes, ChunkSize: cfg.ChunkSize}),
-		Links:     media.NewLinks(cfg.MediaManifestURI, env.Storage, hc, 0),
+		Links:     media.NewLinks(cfg.MediaManifestURI, env.Storage, hc, cfg.MediaLinksMaxAge),
 		Announcer: env.Relay,
 		RawBucket: cfg.RawBucket,
 		Lease:     cfg.Lease,

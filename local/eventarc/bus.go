@@ -143,9 +143,11 @@ func (b *Bus) deliver(ctx context.Context, r Route, m *pubsub.Message) {
 	d.Attempt = b.attempt(d.Subscription, m)
 	log := b.opts.Logger.With("route", r.Name, "messageId", m.ID, "lessonId", d.LessonID, "attempt", d.Attempt)
 
-	actx, cancel := context.WithTimeout(ctx, r.AckDeadline)
-	defer cancel()
-	req, err := b.request(actx, r, m, &d)
+	// The request runs on the bus's context, which only shutdown cancels:
+	// at the ack deadline a push subscription stops waiting and redelivers,
+	// but the function's request goes on (DESIGN.md section 6 assumes Cloud
+	// Run does not cancel it), so the redelivery may run beside it.
+	req, err := b.request(ctx, r, m, &d)
 	if req == nil && err == nil {
 		d.Outcome = Ignored
 		log.Debug("eventarc: message ignored", "eventType", m.Attributes["eventType"])
@@ -154,7 +156,7 @@ func (b *Bus) deliver(ctx context.Context, r Route, m *pubsub.Message) {
 	}
 	if err == nil {
 		start := time.Now()
-		d.Status, err = b.send(req)
+		d.Status, err = b.sendWithin(ctx, req, r.AckDeadline)
 		d.Duration = time.Since(start)
 	}
 	if err == nil {
@@ -178,6 +180,31 @@ func (b *Bus) deliver(ctx context.Context, r Route, m *pubsub.Message) {
 		}
 	}
 	b.settle(d, m, false)
+}
+
+// sendWithin sends req and waits for its answer at most deadline. Past it the
+// attempt has failed, as with a push subscription; the request is left
+// running and its late answer ignored.
+func (b *Bus) sendWithin(ctx context.Context, req *http.Request, deadline time.Duration) (int, error) {
+	type answer struct {
+		status int
+		err    error
+	}
+	answered := make(chan answer, 1)
+	go func() {
+		status, err := b.send(req)
+		answered <- answer{status, err}
+	}()
+	t := time.NewTimer(deadline)
+	defer t.Stop()
+	select {
+	case a := <-answered:
+		return a.status, a.err
+	case <-t.C:
+		return 0, fmt.Errorf("%s gave no answer within the ack deadline (%s); the request is left running", req.URL.Redacted(), deadline)
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
 }
 
 // send POSTs req and returns the status; any answer but 2xx is an error.

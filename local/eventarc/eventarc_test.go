@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -260,11 +261,13 @@ func TestDeliversPubSubMessageAsBinaryCloudEvent(t *testing.T) {
 
 // A function that does not answer within the ack deadline has failed that
 // attempt, as with a push subscription: the message comes again and the
-// next, prompt answer acknowledges it.
+// next, prompt answer acknowledges it — while the first request is still
+// running, as push at its worst behaves (its request is not cancelled).
 func TestHungDeliveryIsRetriedAfterTheAckDeadline(t *testing.T) {
 	release := make(chan struct{})
 	var mu sync.Mutex
 	calls := 0
+	var firstCancelled atomic.Bool
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
 		mu.Lock()
@@ -275,6 +278,7 @@ func TestHungDeliveryIsRetriedAfterTheAckDeadline(t *testing.T) {
 			select { // hang past the deadline
 			case <-release:
 			case <-r.Context().Done():
+				firstCancelled.Store(true)
 			}
 			return
 		}
@@ -297,6 +301,9 @@ func TestHungDeliveryIsRetriedAfterTheAckDeadline(t *testing.T) {
 	ds := e.obs.deliveries()
 	if ds[0].Outcome != Retrying || ds[0].Err == nil || ds[0].Duration < 300*time.Millisecond {
 		t.Errorf("first attempt %+v, want a retry after the 300ms deadline", ds[0])
+	}
+	if firstCancelled.Load() {
+		t.Error("the first request was cancelled at the ack deadline; push leaves it running")
 	}
 }
 

@@ -64,3 +64,16 @@ func (p *Process) Stop() {
 		_ = syscall.Kill(-pgid, syscall.SIGKILL)
 	})
 }
+
+// Kill kills the group at once, as a platform replacing a crashed instance
+// does: no signal to clean up, requests in flight cut off. Safe to call more
+// than once, and after Stop.
+func (p *Process) Kill() {
+	if p == nil {
+		return
+	}
+	p.once.Do(func() {
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		<-p.done
+	})
+}

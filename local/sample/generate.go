@@ -16,6 +16,8 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+
+	"github.com/coursekb/pipeline/shared/media"
 )
 
 // GeneratorVersion is part of every video's input hash: bump it whenever the
@@ -491,26 +493,13 @@ func escapeChars(s, special string) string {
 	return b.String()
 }
 
-// Manifest is the media manifest the pipeline reads
-// ({"pages":{"<pageId>":{"url":...,"size":N,"md5":"hex"}}}).
-type Manifest struct {
-	Pages map[string]ManifestEntry `json:"pages"`
-}
-
-// ManifestEntry is one page's media in a Manifest.
-type ManifestEntry struct {
-	URL  string `json:"url"`
-	Size int64  `json:"size"`
-	MD5  string `json:"md5"`
-}
-
-// WriteManifest writes the media manifest for videos, each served at
-// <baseURL>/<pageId>.mp4.
-func WriteManifest(videos []Video, baseURL string, w io.Writer) error {
-	m := Manifest{Pages: make(map[string]ManifestEntry, len(videos))}
-	base := strings.TrimRight(baseURL, "/")
+// WriteManifest writes the media manifest (the format shared/media reads) for
+// videos, each listed at the link link(pageID, fileName) gives: the media
+// host's URL for it, signed when the host requires signatures.
+func WriteManifest(videos []Video, link func(pageID, file string) string, w io.Writer) error {
+	m := media.Manifest{Pages: make(map[string]media.Entry, len(videos))}
 	for _, v := range videos {
-		m.Pages[v.PageID] = ManifestEntry{URL: base + "/" + v.PageID + ".mp4", Size: v.Size, MD5: v.MD5}
+		m.Pages[v.PageID] = media.Entry{URL: link(v.PageID, v.PageID+".mp4"), Size: v.Size, MD5: v.MD5}
 	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/coursekb/pipeline/shared/media"
 )
 
 // requireTools fails (never skips) when the machine lacks what the videos
@@ -233,14 +235,15 @@ func TestWriteManifestRoundTrip(t *testing.T) {
 		{PageID: "mkL1pers005", Path: "/x/mkL1pers005.mp4", Size: 42, MD5: "fedcba9876543210fedcba9876543210", Duration: 12},
 	}
 	var buf bytes.Buffer
-	if err := WriteManifest(videos, "http://127.0.0.1:8089/media/", &buf); err != nil {
+	link := func(_, file string) string { return "http://127.0.0.1:8089/media/" + file }
+	if err := WriteManifest(videos, link, &buf); err != nil {
 		t.Fatal(err)
 	}
-	var m Manifest
+	var m media.Manifest
 	if err := json.Unmarshal(buf.Bytes(), &m); err != nil {
 		t.Fatalf("manifest is not JSON: %v\n%s", err, buf.String())
 	}
-	want := map[string]ManifestEntry{
+	want := map[string]media.Entry{
 		"pyL1vars001": {URL: "http://127.0.0.1:8089/media/pyL1vars001.mp4", Size: 123456, MD5: "0123456789abcdef0123456789abcdef"},
 		"mkL1pers005": {URL: "http://127.0.0.1:8089/media/mkL1pers005.mp4", Size: 42, MD5: "fedcba9876543210fedcba9876543210"},
 	}

@@ -62,7 +62,11 @@ func waitHTTP(ctx context.Context, p *proc.Process, url string, limit time.Durat
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if resp, err := http.DefaultClient.Do(req); err == nil {
 			resp.Body.Close()
-			return nil
+			// A front (local/cloudrun) answers 503 while the functions
+			// behind it are still starting.
+			if resp.StatusCode != http.StatusServiceUnavailable {
+				return nil
+			}
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("no answer on %s within %s", url, limit)

@@ -19,6 +19,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -32,6 +33,7 @@ import (
 	"github.com/coursekb/pipeline/functions/detector"
 	"github.com/coursekb/pipeline/local/emulators"
 	"github.com/coursekb/pipeline/local/eventarc"
+	"github.com/coursekb/pipeline/local/faultproxy"
 	"github.com/coursekb/pipeline/local/gcs"
 	"github.com/coursekb/pipeline/local/hotmart"
 	"github.com/coursekb/pipeline/local/mediahost"
@@ -51,6 +53,9 @@ const (
 	// ManifestObject is where the stack puts the media manifest, as a
 	// producer would in production.
 	ManifestObject = "media/manifest.json"
+	// DefaultMaxDeliveryAttempts is Pub/Sub's delivery limit on the stack's
+	// subscriptions, as terraform's max_delivery_attempts.
+	DefaultMaxDeliveryAttempts = 15
 )
 
 // Options configure Start.
@@ -73,13 +78,25 @@ type Options struct {
 	// MinBackoff and MaxBackoff bound redelivery waits (defaults 1 s, 10 s:
 	// shorter than Pub/Sub's so a demo does not stall).
 	MinBackoff, MaxBackoff time.Duration
-	// MaxDeliveryAttempts before a message is dead-lettered (default 5).
+	// MaxDeliveryAttempts before a message is dead-lettered (default
+	// DefaultMaxDeliveryAttempts).
 	MaxDeliveryAttempts int
 	// AckDeadline bounds each delivery to a function (default 600 s, as in
 	// Pub/Sub): a function that hangs gets the message again.
 	AckDeadline time.Duration
 	// Env adds or overrides variables of the functions' environment.
 	Env map[string]string
+	// FunctionTimeouts cut a function's request off after that long, by
+	// entry point, as Cloud Run does at the function's timeout (default:
+	// none).
+	FunctionTimeouts map[string]time.Duration
+	// SweepEvery is how often the local Cloud Scheduler calls the sweeper
+	// (default 5 s; negative: never, the test sweeps by hand).
+	SweepEvery time.Duration
+	// Faults puts a fault proxy (local/faultproxy) between the functions
+	// and Firestore, and one between them and Cloud Storage, so a test can
+	// take either away for a while (Stack.FirestoreFaults, StorageFaults).
+	Faults bool
 }
 
 // Stack is a running one-machine pipeline.
@@ -100,11 +117,21 @@ type Stack struct {
 	Storage *storage.Client
 	State   *lessonstate.Store
 
+	// FirestoreFaults and StorageFaults stand between the functions and
+	// those services when Options.Faults is set; nil otherwise.
+	FirestoreFaults, StorageFaults *faultproxy.Proxy
+
 	publisher *events.Publisher
 	stops     []func()
 	busCancel context.CancelFunc
 	busDone   chan error
 	mu        sync.Mutex
+
+	// The functions process, which RestartFunctions replaces.
+	fnBin, fnAddr string
+	fnMu          sync.Mutex
+	fn            *proc.Process
+	sweeps        sweepLog
 }
 
 // Routes are the subscriptions of ours that feed the functions (DESIGN.md
@@ -126,7 +153,8 @@ func Routes(functionsURL string, o Options) []eventarc.Route {
 // Topics the functions publish to that no route of this stage reads yet;
 // they must exist for publishing to succeed.
 var publishedTopics = []string{
-	events.TopicLessonProcessed, events.TopicLessonEnriched, events.TopicLessonEvents, events.TopicLessonReplay, FinalizeTopic,
+	events.TopicLessonProcessed, events.TopicLessonEnriched, events.TopicLessonEvents, events.TopicLessonReplay,
+	events.TopicLessonDownloaded, FinalizeTopic,
 }
 
 // Start brings the stack up. On error everything started so far is stopped.
@@ -146,10 +174,16 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		opts.MaxBackoff = 10 * time.Second
 	}
 	if opts.MaxDeliveryAttempts == 0 {
-		opts.MaxDeliveryAttempts = eventarc.DefaultMaxDeliveryAttempts
+		// Well above the stages' attempts (MAX_ATTEMPTS, 5), as in
+		// Terraform: a lesson fails by its stage's count, with its reason,
+		// and a dead letter is an alarm.
+		opts.MaxDeliveryAttempts = DefaultMaxDeliveryAttempts
 	}
 	if opts.ProjectID == "" {
 		opts.ProjectID = DefaultProjectID
+	}
+	if opts.SweepEvery == 0 {
+		opts.SweepEvery = 5 * time.Second
 	}
 	s := &Stack{opts: opts, ProjectID: opts.ProjectID}
 	defer func() {
@@ -229,25 +263,33 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		return nil, err
 	}
 
+	if opts.Faults {
+		if s.FirestoreFaults, err = faultproxy.Start(s.Firestore.Host); err != nil {
+			return nil, err
+		}
+		s.stops = append(s.stops, s.FirestoreFaults.Close)
+		if s.StorageFaults, err = faultproxy.Start(s.GCS.Host()); err != nil {
+			return nil, err
+		}
+		s.stops = append(s.stops, s.StorageFaults.Close)
+	}
+
 	b := <-binc
 	if b.err != nil {
 		return nil, fmt.Errorf("stack: %w", b.err)
 	}
-	addr, err := freeAddr()
-	if err != nil {
+	if s.fnAddr, err = freeAddr(); err != nil {
 		return nil, err
 	}
-	s.FunctionsURL = "http://" + addr
-	cmd := exec.Command(b.path)
-	cmd.Env = append(os.Environ(), s.functionsEnv(addr)...)
-	cmd.Stdout, cmd.Stderr = opts.Logs, opts.Logs
-	fn, err := proc.Start("functions", cmd)
-	if err != nil {
+	s.fnBin = b.path
+	s.FunctionsURL = "http://" + s.fnAddr
+	s.stops = append(s.stops, func() {
+		s.fnMu.Lock()
+		defer s.fnMu.Unlock()
+		s.fn.Stop()
+	})
+	if err := s.startFunctions(ctx); err != nil {
 		return nil, err
-	}
-	s.stops = append(s.stops, fn.Stop)
-	if err := waitHTTP(ctx, fn, s.FunctionsURL+"/", 60*time.Second); err != nil {
-		return nil, fmt.Errorf("stack: %w", err)
 	}
 
 	routes := Routes(s.FunctionsURL, opts)
@@ -261,7 +303,45 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	busCtx, cancel := context.WithCancel(context.Background())
 	s.busCancel, s.busDone = cancel, make(chan error, 1)
 	go func() { s.busDone <- superviseBus(busCtx, bus, busLog) }()
+	if opts.SweepEvery > 0 {
+		go s.schedule(busCtx, opts.SweepEvery)
+	}
 	return s, nil
+}
+
+// startFunctions starts the functions process on the stack's address and
+// waits until it answers.
+func (s *Stack) startFunctions(ctx context.Context) error {
+	cmd := exec.Command(s.fnBin)
+	cmd.Env = append(os.Environ(), s.functionsEnv(s.fnAddr)...)
+	cmd.Stdout, cmd.Stderr = s.opts.Logs, s.opts.Logs
+	fn, err := proc.Start("functions", cmd)
+	if err != nil {
+		return err
+	}
+	s.fnMu.Lock()
+	s.fn = fn
+	s.fnMu.Unlock()
+	if err := waitHTTP(ctx, fn, s.FunctionsURL+"/", 60*time.Second); err != nil {
+		return fmt.Errorf("stack: %w", err)
+	}
+	return nil
+}
+
+// KillFunctions kills the functions process at once, requests in flight
+// included, as when Cloud Run loses an instance.
+func (s *Stack) KillFunctions() {
+	s.fnMu.Lock()
+	defer s.fnMu.Unlock()
+	s.fn.Kill()
+}
+
+// RestartFunctions kills the functions process and starts a new one on the
+// same address, as Cloud Run replaces a crashed instance: what the old one
+// was doing is lost; Pub/Sub, the leases and the sweeper must recover it.
+func (s *Stack) RestartFunctions(ctx context.Context) error {
+	s.KillFunctions()
+	return s.startFunctions(ctx)
 }
 
 func (s *Stack) functionsEnv(addr string) []string {
@@ -290,7 +370,21 @@ func (s *Stack) functionsEnv(addr string) []string {
 		"MEDIA_INGEST_PREFIX":     "ingest",
 		"DETECTION_BUDGET":        "2m",
 		"DOWNLOAD_LEASE":          "2m",
+		"PENDING_AFTER":           "1m",
 		"LOG_LEVEL":               "info",
+	}
+	if s.FirestoreFaults != nil {
+		env["FIRESTORE_EMULATOR_HOST"] = s.FirestoreFaults.Addr()
+	}
+	if s.StorageFaults != nil {
+		env["STORAGE_EMULATOR_HOST"] = s.StorageFaults.Addr()
+	}
+	if len(s.opts.FunctionTimeouts) > 0 {
+		var parts []string
+		for name, d := range s.opts.FunctionTimeouts {
+			parts = append(parts, name+"="+d.String())
+		}
+		env["FUNCTION_TIMEOUTS"] = strings.Join(parts, ",")
 	}
 	for k, v := range s.opts.Env {
 		env[k] = v
@@ -306,7 +400,10 @@ func (s *Stack) functionsEnv(addr string) []string {
 // host, into the raw bucket, where the detector reads it.
 func (s *Stack) PutManifest(ctx context.Context, videos []sample.Video) error {
 	var buf bytes.Buffer
-	if err := sample.WriteManifest(videos, s.MediaURL, &buf); err != nil {
+	// Links are signed when the media host requires it, as a producer's
+	// host does: valid for an hour, until the host's key changes.
+	link := func(_, file string) string { return s.MediaURL + s.Media.Sign(file, time.Hour) }
+	if err := sample.WriteManifest(videos, link, &buf); err != nil {
 		return err
 	}
 	return s.PutObject(ctx, RawBucket, ManifestObject, buf.Bytes(), nil)

@@ -88,7 +88,7 @@ var videosOnce = sync.OnceValues(func() ([]sample.Video, error) {
 	return sample.Generate(context.Background(), cat, filepath.Join(root, ".cache", "sample-media"), sample.GenerateOptions{})
 })
 
-func startStack(t *testing.T) *harness {
+func startStack(t *testing.T, mods ...func(*Options)) *harness {
 	t.Helper()
 	cat, err := sample.Load()
 	if err != nil {
@@ -114,7 +114,7 @@ func startStack(t *testing.T) *harness {
 	h := &harness{logs: &syncBuffer{}, deliveries: &deliveries{}, videos: videos, catalog: cat}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	st, err := Start(ctx, Options{
+	opts := Options{
 		Dir: t.TempDir(), ProjectID: emulators.ProjectID("stack"), Catalog: cat,
 		MediaDir: mediaDir, Videos: videos, Logs: h.logs, Observer: h.deliveries.add,
 		MinBackoff: 100 * time.Millisecond, MaxBackoff: 500 * time.Millisecond,
@@ -122,7 +122,11 @@ func startStack(t *testing.T) *harness {
 		// again well within the tests' waits, as Pub/Sub would after the
 		// ack deadline.
 		AckDeadline: 10 * time.Second,
-	})
+	}
+	for _, mod := range mods {
+		mod(&opts)
+	}
+	st, err := Start(ctx, opts)
 	if err != nil {
 		t.Fatalf("stack did not start: %v", err)
 	}

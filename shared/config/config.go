@@ -62,6 +62,10 @@ type Detector struct {
 	MediaManifestURI  string        `env:"MEDIA_MANIFEST_URI"`
 	MediaIngestPrefix string        `env:"MEDIA_INGEST_PREFIX" envDefault:"ingest"`
 	Budget            time.Duration `env:"DETECTION_BUDGET" envDefault:"8m"`
+	// LessonPageTypes are the Hotmart page types that become lessons,
+	// comma-separated; pages of other types (ADVERTISEMENT, QUIZ, ...) are
+	// counted and reported, never recorded.
+	LessonPageTypes []string `env:"LESSON_PAGE_TYPES" envSeparator:"," envDefault:"CONTENT,WEBINAR"`
 }
 
 // Downloader configures the downloader function.
@@ -77,6 +81,9 @@ type Downloader struct {
 	// MediaManifestURI is read at download time for a lesson's current
 	// media link (see DETECTOR's variable of the same name).
 	MediaManifestURI string `env:"MEDIA_MANIFEST_URI"`
+	// MediaLinksMaxAge is how long one read of the manifest serves the
+	// instance's downloads; a refused link is asked for again at once.
+	MediaLinksMaxAge time.Duration `env:"MEDIA_LINKS_MAX_AGE" envDefault:"30s"`
 }
 
 // Sweeper configures the sweeper function.
@@ -85,6 +92,45 @@ type Sweeper struct {
 	// Batch bounds the lessons one sweep looks at, so a sweep fits its
 	// function timeout however much is stuck; the next sweep goes on.
 	Batch int `env:"SWEEP_BATCH" envDefault:"200"`
+}
+
+// Notifier configures the notifier function. Every channel is optional:
+// with neither Slack nor SMTP set it logs what it would have sent. The
+// webhook URL and the SMTP password are secrets (Secret Manager fills them
+// in production). shared/notify checks how the values fit together and
+// names every problem in one error.
+type Notifier struct {
+	Common
+	// SlackWebhookURL is a Slack incoming webhook
+	// (https://hooks.slack.com/services/...).
+	SlackWebhookURL string `env:"SLACK_WEBHOOK_URL"`
+	// SMTPHost enables e-mail; MailFrom and MailTo are then required.
+	// Port 465 speaks TLS from the start; any other port upgrades with
+	// STARTTLS when the server offers it.
+	SMTPHost     string   `env:"SMTP_HOST"`
+	SMTPPort     int      `env:"SMTP_PORT" envDefault:"587"`
+	SMTPUser     string   `env:"SMTP_USER"`
+	SMTPPassword string   `env:"SMTP_PASSWORD"`
+	MailFrom     string   `env:"MAIL_FROM"`
+	MailTo       []string `env:"MAIL_TO" envSeparator:","`
+	// ClubLessonURL makes a lesson's link on Hotmart Club from
+	// {subdomain}, {lessonId}, {courseId} and {moduleId}.
+	ClubLessonURL string `env:"HOTMART_CLUB_LESSON_URL" envDefault:"https://{subdomain}.club.hotmart.com/lesson/{lessonId}"`
+	// ConsoleURL is the Google Cloud console, for links to a lesson's logs.
+	ConsoleURL string `env:"CLOUD_CONSOLE_URL" envDefault:"https://console.cloud.google.com"`
+	// Lease is how long a claimed notification is owned by the delivery
+	// sending it: longer than the sends take, short enough that a crash
+	// between claim and send is retried soon.
+	Lease time.Duration `env:"NOTIFY_LEASE" envDefault:"2m"`
+	// SendTimeout bounds each channel's send.
+	SendTimeout time.Duration `env:"NOTIFY_SEND_TIMEOUT" envDefault:"30s"`
+	// RunWait is how long after its start a detection run that recorded
+	// no end is waited for before its digest goes out anyway; it must
+	// exceed DETECTION_BUDGET.
+	RunWait time.Duration `env:"NOTIFY_RUN_WAIT" envDefault:"15m"`
+	// MaxListed bounds the lessons a digest names per section; the rest
+	// are counted.
+	MaxListed int `env:"NOTIFY_MAX_LISTED" envDefault:"15"`
 }
 
 // Load fills cfg (a pointer to one of the structs above) from the process
