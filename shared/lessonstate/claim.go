@@ -286,3 +286,75 @@ func (s *Store) nextCheckUpdate(l Lesson, now time.Time) firestore.Update {
 	}
 	return firestore.Update{Path: "nextCheckAt", Value: next}
 }
+
+// Skip records the stage as skipped for version with the reason (analysis
+// switched off, say): for the pipeline a skipped stage is finished, so the
+// process join and the next step go on. The caller must hold the claim.
+func (s *Store) Skip(ctx context.Context, lessonID, stage string, version int, token, reason string) error {
+	ref := s.lessonRef(lessonID)
+	err := s.runTx(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+		l, err := txLesson(tx, ref)
+		if err != nil {
+			return err
+		}
+		rec := l.Stages[stage]
+		if rec.State == StateSkipped && rec.Version == version && rec.Token == token {
+			return nil
+		}
+		if err := holds(rec, version, token); err != nil {
+			return err
+		}
+		now := s.now()
+		rec.State = StateSkipped
+		rec.FinishedAt = now
+		rec.LeaseUntil = time.Time{}
+		rec.Error = reason
+		l.setRecord(stage, rec)
+		written := []string{stage}
+		if isProcessBranch(stage) && l.joinProcess(version, now) {
+			written = append(written, StepProcess)
+		}
+		return s.writeRecords(tx, ref, l, now, written...)
+	})
+	if err != nil {
+		return fmt.Errorf("skip %s of lesson %s v%d: %w", stage, lessonID, version, err)
+	}
+	return nil
+}
+
+// Note records outputs of work in progress (an operation name, a workflow
+// execution) on a stage the caller holds, merged into what is there, and
+// extends its lease to lease from now when lease is positive: a step that
+// has handed its work to something slower (a workflow execution, a
+// long-running recognition) holds the stage as long as that may take.
+func (s *Store) Note(ctx context.Context, lessonID, stage string, version int, token string, outputs map[string]string, lease time.Duration) (Stage, error) {
+	ref := s.lessonRef(lessonID)
+	var out Stage
+	err := s.runTx(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+		l, err := txLesson(tx, ref)
+		if err != nil {
+			return err
+		}
+		rec := l.Stages[stage]
+		if err := holds(rec, version, token); err != nil {
+			return err
+		}
+		now := s.now()
+		if rec.Outputs == nil {
+			rec.Outputs = map[string]string{}
+		}
+		for k, v := range outputs {
+			rec.Outputs[k] = v
+		}
+		if lease > 0 {
+			rec.LeaseUntil = now.Add(lease)
+		}
+		l.setRecord(stage, rec)
+		out = rec
+		return s.writeRecords(tx, ref, l, now, stage)
+	})
+	if err != nil {
+		return Stage{}, fmt.Errorf("note %s of lesson %s v%d: %w", stage, lessonID, version, err)
+	}
+	return out, nil
+}

@@ -268,18 +268,17 @@ func mediaFingerprint(l Lesson) string {
 	return l.Media.Fingerprint
 }
 
-// freshStages returns every record pending at version, the media stages
-// and the process step skipped (with the reason) when the lesson has no
-// media ready.
+// freshStages returns every record pending at version, or every record
+// skipped (with the reason) when the lesson has no media ready: a page
+// without media (a quiz) or whose media is not there yet has nothing to
+// transcribe or know, and must not wait on a step the sweeper would keep
+// re-sending.
 func freshStages(l Lesson, version int) map[string]Stage {
 	stages := make(map[string]Stage, len(records))
 	for _, st := range records {
 		stages[st] = Stage{State: StatePending, Version: version}
-	}
-	if l.MediaStatus != MediaReady {
-		reason := noMediaReason(l.MediaStatus)
-		for _, st := range carriedStages {
-			stages[st] = Stage{State: StateSkipped, Version: version, Error: reason}
+		if l.MediaStatus != MediaReady {
+			stages[st] = Stage{State: StateSkipped, Version: version, Error: noMediaReason(l.MediaStatus)}
 		}
 	}
 	return stages

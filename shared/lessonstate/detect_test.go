@@ -144,8 +144,8 @@ func TestApplyDetectedLifecycle(t *testing.T) {
 		t.Fatalf("outbox holds %+v, want v1, v2, v3 in order (none published yet)", got)
 	}
 
-	// The video disappears from the media source: no event, media stages
-	// skipped with the reason.
+	// The video disappears from the media source: no event, every stage
+	// skipped with the reason (nothing waits on the sweeper).
 	awaiting := observed("Intro to Go", "")
 	awaiting.Lesson.HasMedia, awaiting.Lesson.MediaStatus, awaiting.Lesson.Fingerprint = true, MediaAwaiting, "awaiting"
 	if ev := apply(awaiting, Changed); ev != nil {
@@ -154,9 +154,13 @@ func TestApplyDetectedLifecycle(t *testing.T) {
 	l = mustLesson(t, s, "L1")
 	reason := "media source has no file for this page yet"
 	checkStages(t, l, map[string]Stage{
-		StageDownload: {State: StateSkipped, Version: 4, Error: reason}, StageTranscribe: {State: StateSkipped, Version: 4},
-		StageAnalyze: {State: StateSkipped, Version: 4}, StageEnrich: {State: StatePending, Version: 4},
+		StageDownload: {State: StateSkipped, Version: 4, Error: reason}, StageTranscribe: {State: StateSkipped, Version: 4, Error: reason},
+		StageAnalyze: {State: StateSkipped, Version: 4, Error: reason}, StageEnrich: {State: StateSkipped, Version: 4, Error: reason},
+		StageSync: {State: StateSkipped, Version: 4, Error: reason},
 	})
+	if !l.NextCheckAt.IsZero() {
+		t.Fatalf("a lesson awaiting media is checked at %v", l.NextCheckAt)
+	}
 	if ob := outboxOf(t, s, "L1"); len(ob) != 3 || l.Media != nil {
 		t.Fatalf("awaiting: outbox %d entries, media %+v", len(ob), l.Media)
 	}
@@ -235,8 +239,8 @@ func TestApplyDetectedNoMedia(t *testing.T) {
 		StageDownload:   {State: StateSkipped, Version: 1, Error: "page has no media"},
 		StageTranscribe: {State: StateSkipped, Version: 1, Error: "page has no media"},
 		StageAnalyze:    {State: StateSkipped, Version: 1, Error: "page has no media"},
-		StageEnrich:     {State: StatePending, Version: 1},
-		StageSync:       {State: StatePending, Version: 1},
+		StageEnrich:     {State: StateSkipped, Version: 1, Error: "page has no media"},
+		StageSync:       {State: StateSkipped, Version: 1, Error: "page has no media"},
 	})
 	if ob := outboxOf(t, s, "Q1"); len(ob) != 0 {
 		t.Fatalf("no-media lesson has an outbox: %+v", ob)

@@ -45,7 +45,7 @@ func (s *Store) PutCourse(ctx context.Context, c Course) (bool, error) {
 // that only say when it was last looked at.
 func sameCourse(a, b Course) bool {
 	return a.Name == b.Name && a.School == b.School &&
-		a.ClubSubdomain == b.ClubSubdomain && a.Fingerprint == b.Fingerprint
+		a.ClubSubdomain == b.ClubSubdomain && a.Fingerprint == b.Fingerprint && a.Removed == b.Removed
 }
 
 // Course returns one course, or ErrNotFound.

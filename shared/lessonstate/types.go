@@ -167,13 +167,21 @@ type VectorFile struct {
 
 // Course is a document of the courses collection, keyed by Hotmart product id.
 type Course struct {
-	ID            string    `firestore:"-"`
-	Name          string    `firestore:"name"`
-	School        string    `firestore:"school"`
-	ClubSubdomain string    `firestore:"clubSubdomain"`
-	Fingerprint   string    `firestore:"fingerprint"`
-	LastRunID     string    `firestore:"lastRunId"`
-	LastWalkedAt  time.Time `firestore:"lastWalkedAt"`
+	ID            string `firestore:"-"`
+	Name          string `firestore:"name"`
+	School        string `firestore:"school"`
+	ClubSubdomain string `firestore:"clubSubdomain"`
+	// Fingerprint stands for the course's whole structure as its last
+	// complete walk recorded it: a walk that finds the same one has nothing
+	// to write. Empty means no complete walk stands behind the stored
+	// lessons (the course is new, a walk is under way, or the last one was
+	// partial): the next walk records every lesson again.
+	Fingerprint  string    `firestore:"fingerprint"`
+	LastRunID    string    `firestore:"lastRunId"`
+	LastWalkedAt time.Time `firestore:"lastWalkedAt"`
+	// Removed is set once the course left the product list or the catalog
+	// and every lesson of it was marked removed.
+	Removed bool `firestore:"removed,omitempty"`
 }
 
 // Counts are a detection run's tallies.
@@ -184,6 +192,17 @@ type Counts struct {
 	Unchanged     int `firestore:"unchanged" json:"unchanged"`
 	AwaitingMedia int `firestore:"awaitingMedia" json:"awaitingMedia"`
 	NoMedia       int `firestore:"noMedia" json:"noMedia"`
+	// NotLessons counts published pages whose type is not a lesson type
+	// (Run.NotLessonTypes has them by type).
+	NotLessons int `firestore:"notLessons" json:"notLessons"`
+	// SkippedPages and SkippedModules count what could not be decoded or
+	// used, each named in its course's problems.
+	SkippedPages   int `firestore:"skippedPages" json:"skippedPages"`
+	SkippedModules int `firestore:"skippedModules" json:"skippedModules"`
+	// Courses by outcome (CourseRun.Outcome).
+	CoursesWalked  int `firestore:"coursesWalked" json:"coursesWalked"`
+	CoursesPartial int `firestore:"coursesPartial" json:"coursesPartial"`
+	CoursesFailed  int `firestore:"coursesFailed" json:"coursesFailed"`
 }
 
 // Run is a document of the runs collection: one detection run.
@@ -192,14 +211,32 @@ type Run struct {
 	StartedAt  time.Time `firestore:"startedAt"`
 	FinishedAt time.Time `firestore:"finishedAt,omitempty"`
 	Counts     Counts    `firestore:"counts"`
-	Errors     []string  `firestore:"errors,omitempty"`
+	// Errors are the run's own failures (the product list, the outbox, the
+	// run record, vanished courses); a course's are in its CourseRun.
+	Errors []string `firestore:"errors,omitempty"`
 	// AwaitingMedia lists lessons whose page has media the media source
 	// does not provide yet.
 	AwaitingMedia []string `firestore:"awaitingMedia,omitempty"`
-	// Complete is false when the run stopped at its time budget; Cursor then
-	// names the first product the next run must walk.
-	Complete bool   `firestore:"complete"`
-	Cursor   string `firestore:"cursor,omitempty"`
+	// Outcome is how the run ended: "complete", "budget", "partial" or
+	// "failed" (shared/detect names them). Empty while it runs.
+	Outcome string `firestore:"outcome,omitempty"`
+	// Transient is set on a failed run whose failures a retry soon may
+	// fix (Hotmart or Firestore unavailable), not on one that meets the
+	// same fault whenever it runs.
+	Transient bool `firestore:"transient,omitempty"`
+	// Complete is true when the outcome is "complete": the sweep reached
+	// the end of the product list and every course was walked completely.
+	Complete bool `firestore:"complete"`
+	// Cursor, when set, names the first product the next run must walk:
+	// the run stopped at its time budget.
+	Cursor string `firestore:"cursor,omitempty"`
+	// Courses says what the run did with each course it looked at, in walk
+	// order; MoreCourses counts those left out to keep the document small.
+	Courses     []CourseRun `firestore:"courses,omitempty"`
+	MoreCourses int         `firestore:"moreCourses,omitempty"`
+	// NotLessonTypes counts the published pages that are not lessons, by
+	// page type.
+	NotLessonTypes map[string]int `firestore:"notLessonTypes,omitempty"`
 }
 
 // ClaimOutcome is what a claim attempt found.
