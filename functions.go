@@ -5,6 +5,7 @@
 package pipeline
 
 import (
+	_ "github.com/coursekb/pipeline/functions/analyzer"
 	_ "github.com/coursekb/pipeline/functions/detector"
 	_ "github.com/coursekb/pipeline/functions/downloader"
 	_ "github.com/coursekb/pipeline/functions/notifier"

@@ -1,0 +1,126 @@
+package analyze
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"time"
+
+	"github.com/coursekb/pipeline/shared/config"
+)
+
+// Config is the analyzer function's configuration, from environment
+// variables (config.Load names every bad one at once).
+type Config struct {
+	config.Common
+	// RawBucket holds the lessons' source videos (download.ObjectName);
+	// ArtifactsBucket receives analysis.json and the windows paid so far.
+	RawBucket       string `env:"RAW_BUCKET,required,notEmpty"`
+	ArtifactsBucket string `env:"ARTIFACTS_BUCKET,required,notEmpty"`
+	// Enabled switches the analysis off: the stage is then recorded
+	// skipped, with the reason, and the process join goes on without it.
+	Enabled bool `env:"ANALYSIS_ENABLED" envDefault:"true"`
+	// Model is the Gemini model id. gemini-2.5-flash reaches its shutdown
+	// in late 2026; gemini-3.5-flash is the generally available Flash model
+	// that replaces it. Usage is metered by this id.
+	Model string `env:"GEMINI_MODEL" envDefault:"gemini-3.5-flash"`
+	// Location is the Vertex AI location; "global" serves every current
+	// Gemini model. A region keeps the video's processing in it.
+	Location string `env:"GEMINI_LOCATION" envDefault:"global"`
+	// BaseURL points the client at another endpoint: the local Gemini of
+	// the one-machine stack (http://…, offline credentials), or a private
+	// endpoint (https://…, default credentials).
+	BaseURL string `env:"GEMINI_BASE_URL"`
+	// WindowSeconds is the longest span of video one request holds: about
+	// 45 minutes of video with audio fit one (DESIGN.md section 5). A
+	// frame rate whose frames would overflow the model's input shortens it.
+	WindowSeconds int `env:"WINDOW_SECONDS" envDefault:"2700"`
+	// FPS is the frame rate the model samples the video at, in (0, 24]:
+	// each frame costs tokens (258 at the default resolution).
+	FPS float64 `env:"VIDEO_FPS" envDefault:"1"`
+	// AnswerRetries is how many more times a window is asked after an
+	// answer that is not valid JSON of the schema; then the stage fails.
+	AnswerRetries int `env:"ANSWER_RETRIES" envDefault:"1"`
+	// Lease is how long a claim on the stage lasts; each window paid for
+	// extends it, so a long lesson keeps it while it makes progress.
+	Lease time.Duration `env:"ANALYZE_LEASE" envDefault:"30m"`
+	// APIAttempts, APIRetryDelay and APIRetryMaxDelay make the SDK retry
+	// 408, 429 and 5xx itself, with exponential backoff, inside one call;
+	// what outlasts them is answered 503 and the workflow retries later.
+	APIAttempts      int           `env:"GEMINI_API_ATTEMPTS" envDefault:"4"`
+	APIRetryDelay    time.Duration `env:"GEMINI_API_RETRY_DELAY" envDefault:"2s"`
+	APIRetryMaxDelay time.Duration `env:"GEMINI_API_RETRY_MAX_DELAY" envDefault:"30s"`
+}
+
+// LoadConfig reads and checks the configuration from the environment.
+func LoadConfig() (Config, error) {
+	var c Config
+	if err := config.Load(&c); err != nil {
+		return c, fmt.Errorf("analyzer: %w", err)
+	}
+	if err := c.Validate(); err != nil {
+		return c, fmt.Errorf("analyzer: %w", err)
+	}
+	return c, nil
+}
+
+// Validate names every value out of range at once.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Model == "" {
+		errs = append(errs, errors.New("GEMINI_MODEL is empty"))
+	}
+	if c.WindowSeconds < 1 {
+		errs = append(errs, fmt.Errorf("WINDOW_SECONDS is %d: want a positive number of seconds", c.WindowSeconds))
+	}
+	if !(c.FPS > 0 && c.FPS <= maxFPS) {
+		errs = append(errs, fmt.Errorf("VIDEO_FPS is %g: Gemini samples video at a rate in (0, %d]", c.FPS, maxFPS))
+	}
+	if c.AnswerRetries < 0 {
+		errs = append(errs, fmt.Errorf("ANSWER_RETRIES is %d: want 0 or more", c.AnswerRetries))
+	}
+	if c.Lease <= 0 {
+		errs = append(errs, fmt.Errorf("ANALYZE_LEASE is %s: want a positive duration", c.Lease))
+	}
+	if c.APIAttempts < 1 {
+		errs = append(errs, fmt.Errorf("GEMINI_API_ATTEMPTS is %d: want 1 or more (1: no retries)", c.APIAttempts))
+	}
+	if c.APIRetryDelay < 0 || c.APIRetryMaxDelay < c.APIRetryDelay {
+		errs = append(errs, fmt.Errorf("GEMINI_API_RETRY_DELAY %s and GEMINI_API_RETRY_MAX_DELAY %s: want 0 ≤ delay ≤ max delay", c.APIRetryDelay, c.APIRetryMaxDelay))
+	}
+	if c.BaseURL != "" {
+		if u, err := url.Parse(c.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("GEMINI_BASE_URL %q is not an http(s) URL", c.BaseURL))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// maxFPS is the highest frame rate Gemini samples video at.
+const maxFPS = 24
+
+// Settings are the stage's own settings from c.
+func (c Config) Settings() Settings {
+	return Settings{
+		RawBucket:       c.RawBucket,
+		ArtifactsBucket: c.ArtifactsBucket,
+		Enabled:         c.Enabled,
+		Model:           c.Model,
+		Window:          time.Duration(c.WindowSeconds) * time.Second,
+		FPS:             c.FPS,
+		AnswerRetries:   c.AnswerRetries,
+		Lease:           c.Lease,
+	}
+}
+
+// Client is the Gemini client's configuration from c.
+func (c Config) Client() ClientConfig {
+	return ClientConfig{
+		Project:       c.ProjectID,
+		Location:      c.Location,
+		BaseURL:       c.BaseURL,
+		Attempts:      c.APIAttempts,
+		RetryDelay:    c.APIRetryDelay,
+		RetryMaxDelay: c.APIRetryMaxDelay,
+	}
+}
