@@ -11,4 +11,5 @@ import (
 	_ "github.com/coursekb/pipeline/functions/notifier"
 	_ "github.com/coursekb/pipeline/functions/starter"
 	_ "github.com/coursekb/pipeline/functions/sweeper"
+	_ "github.com/coursekb/pipeline/functions/syncer"
 )

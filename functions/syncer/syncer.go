@@ -1,0 +1,130 @@
+// Package syncer is the Cloud Function fed by the lesson-enriched topic and
+// by the removed events of lesson-events: it decodes the Pub/Sub CloudEvent
+// and runs the sync stage (shared/vectorsync), which publishes a lesson
+// version's knowledge into its school's OpenAI vector store, or retires a
+// removed lesson's files.
+//
+// Two push subscriptions of ours feed the one entry point: one on
+// lesson-enriched, and one on lesson-events with the filter
+// attributes.kind = "removed" (the notifier reads the rest of that topic).
+package syncer
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
+	"github.com/cloudevents/sdk-go/v2/event"
+
+	"github.com/coursekb/pipeline/shared/events"
+	"github.com/coursekb/pipeline/shared/lessonstate"
+	"github.com/coursekb/pipeline/shared/logging"
+	"github.com/coursekb/pipeline/shared/setup"
+	"github.com/coursekb/pipeline/shared/tracing"
+	"github.com/coursekb/pipeline/shared/vectorsync"
+)
+
+// EntryPoint is the function's name for functions-framework and Terraform.
+const EntryPoint = "Syncer"
+
+func init() {
+	functions.CloudEvent(EntryPoint, entry)
+}
+
+// instance is built on the first event and kept; a failed start-up is
+// retried by the next event (setup.Instance).
+var instance = setup.NewInstance(NewFromEnv)
+
+func entry(ctx context.Context, ce event.Event) error {
+	h, err := instance.Get(ctx)
+	if err != nil {
+		logging.Default().ErrorContext(ctx, "syncer cannot start; the message will be redelivered",
+			"error", err.Error(), logging.KeyStage, lessonstate.StageSync)
+		return err
+	}
+	return h.Handle(ctx, ce)
+}
+
+// Handler decodes lesson-enriched and removed lesson events and runs the
+// sync stage.
+type Handler struct {
+	stage *vectorsync.Stage
+	log   *slog.Logger
+}
+
+// New returns a handler around a sync stage.
+func New(stage *vectorsync.Stage, log *slog.Logger) (*Handler, error) {
+	if err := setup.Missing("syncer", map[string]any{"stage": stage, "logger": log}); err != nil {
+		return nil, err
+	}
+	return &Handler{stage: stage, log: log}, nil
+}
+
+// NewFromEnv builds the handler and its clients from the environment
+// (vectorsync.Config), and checks that the artifacts bucket can be reached:
+// a wrong bucket or a missing grant shows at start-up.
+func NewFromEnv(ctx context.Context) (*Handler, error) {
+	cfg, err := vectorsync.LoadConfig()
+	if err != nil {
+		return nil, err
+	}
+	env, err := setup.New(ctx, "syncer", cfg.Common, setup.Options{})
+	if err != nil {
+		return nil, err
+	}
+	h, err := FromEnv(ctx, env, cfg)
+	if err != nil {
+		env.Close()
+		return nil, err
+	}
+	return h, nil
+}
+
+// startupCheck bounds the start-up's look at the artifacts bucket.
+const startupCheck = 5 * time.Second
+
+// FromEnv builds the handler on an environment already set up.
+func FromEnv(ctx context.Context, env *setup.Env, cfg vectorsync.Config) (*Handler, error) {
+	cctx, cancel := context.WithTimeout(ctx, startupCheck)
+	defer cancel()
+	if _, err := env.Storage.Bucket(cfg.ArtifactsBucket).Attrs(cctx); err != nil {
+		return nil, fmt.Errorf("syncer: artifacts bucket %s: %w", cfg.ArtifactsBucket, err)
+	}
+	ai, err := vectorsync.NewOpenAI(cfg.OpenAIConfig)
+	if err != nil {
+		return nil, fmt.Errorf("syncer: %w", err)
+	}
+	stage, err := vectorsync.New(vectorsync.Deps{
+		Store: env.Store, OpenAI: ai, Storage: env.Storage, Announcer: env.Relay,
+		Outcome: env.Outcome, Settings: cfg.Settings(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return New(stage, env.Log)
+}
+
+// Handle processes one messagePublished CloudEvent. Input that can never
+// succeed (not JSON, missing fields, an unsafe lesson id) is logged and
+// acknowledged, with nothing written; only failures a redelivery may fix
+// return an error.
+func (h *Handler) Handle(ctx context.Context, ce event.Event) error {
+	ctx = logging.WithLogger(ctx, h.log)
+	ev, attrs, err := events.LessonFromCloudEvent(ce)
+	ctx = tracing.Extract(ctx, attrs)
+	ctx, span := tracing.Start(ctx, "sync")
+	defer span.End()
+	if err != nil {
+		h.log.ErrorContext(ctx, "rejected event; acknowledged, nothing written",
+			"error", err.Error(), "eventId", ce.ID(), logging.KeyStage, lessonstate.StageSync,
+			logging.KeyLessonID, ev.LessonID)
+		return nil
+	}
+	if err := h.stage.Handle(ctx, ev); err != nil {
+		span.RecordError(err)
+		return err
+	}
+	return nil
+}

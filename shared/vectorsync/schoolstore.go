@@ -1,0 +1,123 @@
+package vectorsync
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/coursekb/pipeline/shared/failure"
+	"github.com/coursekb/pipeline/shared/lessonstate"
+)
+
+// MetaSchool is the metadata key naming the school a vector store belongs
+// to: how a store made by a creator that crashed before recording it is
+// found again.
+const MetaSchool = "coursekb_school"
+
+// schoolStore returns the school's vector store id, creating the store the
+// first time a lesson of the school is synced.
+//
+// Two lessons of a new school may arrive together. The school's Firestore
+// document arbitrates: a transaction gives one delivery a creation lease and
+// tells the others to wait for its record. The holder first looks for a
+// store an earlier holder made and did not record (listed by MetaSchool),
+// and creates one only if there is none; the first id recorded wins, and a
+// creator that loses (its lease was taken over while it was slow) deletes
+// its own store, which nothing uses yet. Listing alone could not do it: two
+// creators that list at the same moment both find nothing.
+func (s *Stage) schoolStore(ctx context.Context, log *slog.Logger, slug string) (string, error) {
+	if slug == "" {
+		return "", failure.Permanentf("lesson has no school: its knowledge has no vector store to go to")
+	}
+	// The wait for another creator is bounded by its lease as this process
+	// measures time; a creator that died leaves a lease that the next
+	// delivery, after it, takes over.
+	giveUp := time.Now().Add(s.StoreCreationLease)
+	delay := 100 * time.Millisecond
+	for {
+		c, err := s.Store.ClaimStoreCreation(ctx, slug, s.StoreCreationLease)
+		if err != nil {
+			return "", err
+		}
+		switch {
+		case c.StoreID != "":
+			return c.StoreID, nil
+		case c.Token != "":
+			return s.createStore(ctx, log, slug)
+		}
+		if time.Now().After(giveUp) {
+			return "", failure.Retryablef("school %s: another delivery is creating its vector store (lease until %s)", slug, c.BusyUntil.Format(time.RFC3339))
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, time.Second)
+	}
+}
+
+// createStore finds or makes the school's store while holding the creation
+// lease, and records it.
+func (s *Stage) createStore(ctx context.Context, log *slog.Logger, slug string) (string, error) {
+	stores, err := s.OpenAI.Stores(ctx)
+	if err != nil {
+		return "", err
+	}
+	var mine []VectorStore
+	for _, vs := range stores {
+		if vs.Metadata[MetaSchool] == slug {
+			mine = append(mine, vs)
+		}
+	}
+	slices.SortFunc(mine, func(a, b VectorStore) int {
+		return cmp.Or(cmp.Compare(a.CreatedAt, b.CreatedAt), cmp.Compare(a.ID, b.ID))
+	})
+	id, created := "", false
+	if len(mine) > 0 {
+		id = mine[0].ID
+		log.InfoContext(ctx, "found the school's vector store an earlier attempt made", "school", slug, "vectorStoreId", id)
+	} else {
+		vs, err := s.OpenAI.CreateStore(ctx, s.StoreNamePrefix+slug, map[string]string{MetaSchool: slug})
+		if err != nil {
+			return "", err
+		}
+		id, created = vs.ID, true
+		log.InfoContext(ctx, "created the school's vector store", "school", slug, "vectorStoreId", id)
+	}
+	recorded, err := s.Store.RecordVectorStore(ctx, slug, id)
+	if err != nil {
+		// The store exists and carries the school's metadata: the next
+		// creator finds it and records it.
+		return "", err
+	}
+	if recorded != id && created {
+		log.WarnContext(ctx, "another delivery recorded the school's vector store first; deleting ours",
+			"school", slug, "ours", id, "recorded", recorded)
+		if err := s.OpenAI.DeleteStore(ctx, id); err != nil {
+			log.WarnContext(ctx, "could not delete the unused vector store", "vectorStoreId", id, "error", err.Error())
+		}
+	}
+	return recorded, nil
+}
+
+// refreshStats records the store's counts and usage on the school's
+// document, for the cost report. It is informative: a failure is logged.
+func (s *Stage) refreshStats(ctx context.Context, log *slog.Logger, slug, storeID string) {
+	vs, err := s.OpenAI.Store(ctx, storeID)
+	if err == nil {
+		err = s.Store.SetStoreStats(ctx, slug, storeStats(vs))
+	}
+	if err != nil {
+		log.WarnContext(ctx, "vector store stats not recorded", "vectorStoreId", storeID, "error", fmt.Sprint(err))
+	}
+}
+
+func storeStats(vs VectorStore) lessonstate.StoreStats {
+	return lessonstate.StoreStats{
+		Completed: vs.Completed, InProgress: vs.InProgress, Failed: vs.Failed, Total: vs.Total, UsageBytes: vs.UsageBytes,
+	}
+}
