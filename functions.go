@@ -12,4 +12,5 @@ import (
 	_ "github.com/coursekb/pipeline/functions/starter"
 	_ "github.com/coursekb/pipeline/functions/sweeper"
 	_ "github.com/coursekb/pipeline/functions/syncer"
+	_ "github.com/coursekb/pipeline/functions/transcriber"
 )
