@@ -95,3 +95,8 @@ func portOf(addr string) string {
 	}
 	return port
 }
+
+func hostOf(addr string) string {
+	host, _, _ := net.SplitHostPort(addr)
+	return host
+}

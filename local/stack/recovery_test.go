@@ -43,9 +43,9 @@ func (h *harness) addLesson(t *testing.T, id string) string {
 	page.PageID, page.Name, page.PageOrder = id, "Lección "+id, 10+len(h.videos)
 	cat.Products[1].Modules[0].Pages = append(slices.Clone(cat.Products[1].Modules[0].Pages), page)
 	h.catalog = cat
-	h.Hotmart.SetCatalog(cat)
+	h.SetCatalog(cat)
 	src := h.videos[0]
-	v := sample.Video{PageID: id, Path: filepath.Join(filepath.Dir(src.Path), id+".mp4"), Size: src.Size, MD5: src.MD5}
+	v := sample.Video{PageID: id, Path: filepath.Join(filepath.Dir(src.Path), id+".mp4"), Size: src.Size, MD5: src.MD5, Duration: src.Duration}
 	b, err := os.ReadFile(src.Path)
 	if err != nil {
 		t.Fatal(err)

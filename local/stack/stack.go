@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -21,6 +22,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"cloud.google.com/go/firestore"
@@ -34,11 +36,16 @@ import (
 	"github.com/coursekb/pipeline/local/emulators"
 	"github.com/coursekb/pipeline/local/eventarc"
 	"github.com/coursekb/pipeline/local/faultproxy"
+	"github.com/coursekb/pipeline/local/gemini"
 	"github.com/coursekb/pipeline/local/gcs"
 	"github.com/coursekb/pipeline/local/hotmart"
 	"github.com/coursekb/pipeline/local/mediahost"
 	"github.com/coursekb/pipeline/local/proc"
 	"github.com/coursekb/pipeline/local/sample"
+	"github.com/coursekb/pipeline/local/slack"
+	"github.com/coursekb/pipeline/local/smtp"
+	"github.com/coursekb/pipeline/local/speech"
+	"github.com/coursekb/pipeline/local/workflows"
 	"github.com/coursekb/pipeline/shared/events"
 	"github.com/coursekb/pipeline/shared/lessonstate"
 )
@@ -53,6 +60,8 @@ const (
 	// ManifestObject is where the stack puts the media manifest, as a
 	// producer would in production.
 	ManifestObject = "media/manifest.json"
+	// WorkflowLocation is the region of the local Workflows service.
+	WorkflowLocation = "us-central1"
 	// DefaultMaxDeliveryAttempts is Pub/Sub's delivery limit on the stack's
 	// subscriptions, as terraform's max_delivery_attempts.
 	DefaultMaxDeliveryAttempts = 15
@@ -97,6 +106,11 @@ type Options struct {
 	// and Firestore, and one between them and Cloud Storage, so a test can
 	// take either away for a while (Stack.FirestoreFaults, StorageFaults).
 	Faults bool
+	// WorkflowEnv adds or overrides the lesson-pipeline workflow's
+	// environment (POLL_SECONDS, MAX_POLLS, ...).
+	WorkflowEnv map[string]string
+	// StepObserver is told of every step the local Workflows service runs.
+	StepObserver func(workflows.StepEvent)
 }
 
 // Stack is a running one-machine pipeline.
@@ -121,6 +135,22 @@ type Stack struct {
 	// those services when Options.Faults is set; nil otherwise.
 	FirestoreFaults, StorageFaults *faultproxy.Proxy
 
+	// The local stand-ins of Workflows, Speech-to-Text and Gemini, with
+	// the addresses the functions' clients are pointed at.
+	Workflows        *workflows.Service
+	WorkflowsAddr    string
+	Speech           *speech.Server
+	SpeechAddr       string
+	Gemini           *gemini.Server
+	GeminiURL        string
+	scripts atomic.Value // speech.Scripts of the current catalog
+	// Slack and Mail keep what the notifier sent.
+	Slack    *slack.Server
+	SlackURL string
+	Mail     *smtp.Server
+	MailAddr string
+
+	root      string // the module's directory
 	publisher *events.Publisher
 	stops     []func()
 	busCancel context.CancelFunc
@@ -137,17 +167,38 @@ type Stack struct {
 // Routes are the subscriptions of ours that feed the functions (DESIGN.md
 // section 2), pointed at functionsURL.
 func Routes(functionsURL string, o Options) []eventarc.Route {
-	return []eventarc.Route{{
-		Name:                "downloader",
-		Topic:               events.TopicLessonDiscovered,
-		Subscription:        "downloader-sub",
-		Target:              functionsURL + "/Downloader",
-		DeadLetterTopic:     events.TopicLessonDiscovered + "-dlq",
-		MaxDeliveryAttempts: o.MaxDeliveryAttempts,
-		MinBackoff:          o.MinBackoff,
-		MaxBackoff:          o.MaxBackoff,
-		AckDeadline:         o.AckDeadline,
-	}}
+	route := func(name, topic, entry string) eventarc.Route {
+		return eventarc.Route{
+			Name:                name,
+			Topic:               topic,
+			Subscription:        name + "-" + topic,
+			Target:              functionsURL + "/" + entry,
+			DeadLetterTopic:     topic + "-" + name + "-dlq",
+			MaxDeliveryAttempts: o.MaxDeliveryAttempts,
+			MinBackoff:          o.MinBackoff,
+			MaxBackoff:          o.MaxBackoff,
+			AckDeadline:         o.AckDeadline,
+		}
+	}
+	// The starter's storage trigger: Eventarc makes that subscription
+	// itself in the cloud, with no dead-letter policy; here the local
+	// Eventarc reads the bucket's notifications.
+	finalize := route("starter-finalize", FinalizeTopic, "Starter")
+	finalize.Subscription, finalize.Storage = "starter-finalize", true
+	routes := []eventarc.Route{
+		route("downloader", events.TopicLessonDiscovered, "Downloader"),
+		finalize,
+		route("starter", events.TopicLessonDownloaded, "Starter"),
+	}
+	// The notifier reads lesson-events and every other route's dead
+	// letters (its own dead letters would only loop back to it).
+	notifier := route("notifier", events.TopicLessonEvents, "Notifier")
+	for _, r := range routes {
+		dl := route("notifier-"+r.Name+"-dead-letters", r.DeadLetterTopic, "Notifier")
+		dl.Subscription = r.DeadLetterTopic + "-notifier"
+		routes = append(routes, dl)
+	}
+	return append(routes, notifier)
 }
 
 // Topics the functions publish to that no route of this stage reads yet;
@@ -186,6 +237,9 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		opts.SweepEvery = 5 * time.Second
 	}
 	s := &Stack{opts: opts, ProjectID: opts.ProjectID}
+	if s.root, err = ModuleRoot(); err != nil {
+		return nil, err
+	}
 	defer func() {
 		if err != nil {
 			s.Stop()
@@ -274,6 +328,10 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		s.stops = append(s.stops, s.StorageFaults.Close)
 	}
 
+	if err := s.startEngines(opts); err != nil {
+		return nil, err
+	}
+
 	b := <-binc
 	if b.err != nil {
 		return nil, fmt.Errorf("stack: %w", b.err)
@@ -292,6 +350,9 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		return nil, err
 	}
 
+	if err := s.Workflows.RegisterFile(s.WorkflowName(), filepath.Join(s.root, "workflows", "lesson-pipeline.yaml"), s.workflowEnv()); err != nil {
+		return nil, fmt.Errorf("stack: %w", err)
+	}
 	routes := Routes(s.FunctionsURL, opts)
 	if err := eventarc.Setup(ctx, s.PS, s.ProjectID, routes); err != nil {
 		return nil, fmt.Errorf("stack: %w", err)
@@ -326,6 +387,17 @@ func (s *Stack) startFunctions(ctx context.Context) error {
 		return fmt.Errorf("stack: %w", err)
 	}
 	return nil
+}
+
+// SetFunctionEnv changes variables of the functions' environment; they take
+// effect at the next RestartFunctions, as a redeploy's would.
+func (s *Stack) SetFunctionEnv(vars map[string]string) {
+	s.fnMu.Lock()
+	defer s.fnMu.Unlock()
+	if s.opts.Env == nil {
+		s.opts.Env = map[string]string{}
+	}
+	maps.Copy(s.opts.Env, vars)
 }
 
 // KillFunctions kills the functions process at once, requests in flight
@@ -372,6 +444,23 @@ func (s *Stack) functionsEnv(addr string) []string {
 		"DOWNLOAD_LEASE":          "2m",
 		"PENDING_AFTER":           "1m",
 		"LOG_LEVEL":               "info",
+		// The process step: the starter starts executions on the local
+		// Workflows service; the branches' functions talk to the local
+		// engines through their SDKs' endpoint options.
+		"WORKFLOW":           s.WorkflowName(),
+		"WORKFLOWS_ENDPOINT": s.WorkflowsAddr,
+		"SPEECH_ENDPOINT":    s.SpeechAddr,
+		"SPEECH_LOCATION":    "us",
+		"GEMINI_BASE_URL":    s.GeminiURL,
+		"GEMINI_LOCATION":    WorkflowLocation,
+		// The notifier's channels: the local Slack webhook and SMTP
+		// receiver. A run's digest waits for the run's record to end.
+		"SLACK_WEBHOOK_URL": s.SlackURL,
+		"SMTP_HOST":         hostOf(s.MailAddr),
+		"SMTP_PORT":         portOf(s.MailAddr),
+		"MAIL_FROM":         "Course KB <notifier@coursekb.local>",
+		"MAIL_TO":           "producer@coursekb.local",
+		"NOTIFY_RUN_WAIT":   "100s",
 	}
 	if s.FirestoreFaults != nil {
 		env["FIRESTORE_EMULATOR_HOST"] = s.FirestoreFaults.Addr()
@@ -403,6 +492,11 @@ func (s *Stack) PutManifest(ctx context.Context, videos []sample.Video) error {
 	// Links are signed when the media host requires it, as a producer's
 	// host does: valid for an hour, until the host's key changes.
 	link := func(_, file string) string { return s.MediaURL + s.Media.Sign(file, time.Hour) }
+	for _, v := range videos {
+		if v.Duration > 0 && s.Gemini != nil { // at start-up the engines get them from Options
+			s.Gemini.SetDuration(v.PageID, v.Duration)
+		}
+	}
 	if err := sample.WriteManifest(videos, link, &buf); err != nil {
 		return err
 	}
