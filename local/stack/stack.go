@@ -36,8 +36,8 @@ import (
 	"github.com/coursekb/pipeline/local/emulators"
 	"github.com/coursekb/pipeline/local/eventarc"
 	"github.com/coursekb/pipeline/local/faultproxy"
-	"github.com/coursekb/pipeline/local/gemini"
 	"github.com/coursekb/pipeline/local/gcs"
+	"github.com/coursekb/pipeline/local/gemini"
 	"github.com/coursekb/pipeline/local/hotmart"
 	"github.com/coursekb/pipeline/local/mediahost"
 	"github.com/coursekb/pipeline/local/proc"
@@ -137,13 +137,13 @@ type Stack struct {
 
 	// The local stand-ins of Workflows, Speech-to-Text and Gemini, with
 	// the addresses the functions' clients are pointed at.
-	Workflows        *workflows.Service
-	WorkflowsAddr    string
-	Speech           *speech.Server
-	SpeechAddr       string
-	Gemini           *gemini.Server
-	GeminiURL        string
-	scripts atomic.Value // speech.Scripts of the current catalog
+	Workflows     *workflows.Service
+	WorkflowsAddr string
+	Speech        *speech.Server
+	SpeechAddr    string
+	Gemini        *gemini.Server
+	GeminiURL     string
+	scripts       atomic.Value // speech.Scripts of the current catalog
 	// Slack and Mail keep what the notifier sent.
 	Slack    *slack.Server
 	SlackURL string
