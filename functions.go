@@ -8,6 +8,7 @@ import (
 	_ "github.com/coursekb/pipeline/functions/analyzer"
 	_ "github.com/coursekb/pipeline/functions/detector"
 	_ "github.com/coursekb/pipeline/functions/downloader"
+	_ "github.com/coursekb/pipeline/functions/enricher"
 	_ "github.com/coursekb/pipeline/functions/notifier"
 	_ "github.com/coursekb/pipeline/functions/starter"
 	_ "github.com/coursekb/pipeline/functions/sweeper"

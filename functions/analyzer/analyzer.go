@@ -15,6 +15,7 @@ import (
 
 	"github.com/coursekb/pipeline/shared/analyze"
 	"github.com/coursekb/pipeline/shared/failure"
+	"github.com/coursekb/pipeline/shared/genaiclient"
 	"github.com/coursekb/pipeline/shared/lessonstate"
 	"github.com/coursekb/pipeline/shared/logging"
 	"github.com/coursekb/pipeline/shared/setup"
@@ -91,7 +92,7 @@ func fromEnv(ctx context.Context, env *setup.Env, cfg analyze.Config) (*Handler,
 			return nil, fmt.Errorf("analyzer: bucket %s: %w", b, err)
 		}
 	}
-	gemini, err := analyze.NewClient(ctx, cfg.Client())
+	gemini, err := genaiclient.New(ctx, cfg.Client())
 	if err != nil {
 		return nil, fmt.Errorf("analyzer: %w", err)
 	}

@@ -4,43 +4,44 @@ import (
 	"encoding/json"
 	"regexp"
 	"strings"
+
+	production "github.com/coursekb/pipeline/shared/enrich"
 )
 
-// Section markers of an enrichment prompt. Each starts a line; the section
-// is the rest of that line and the lines after it, up to the next line that
-// starts with a marker. Text before the first marker (the instructions) is
-// not part of any section, and a marker repeated later wins, so the
-// instructions may quote the markers at the start of a line. Only TÍTULO: or
-// TRANSCRIPCIÓN: is required; the others refine the answer.
-//
-// The enricher that writes the prompt uses these constants, so the two
-// cannot drift apart.
+// Section markers of an enrichment prompt, as the enricher writes it. They
+// are the enricher's own constants (shared/enrich), re-exported so that this
+// server and the enricher cannot drift apart: each starts a line; the
+// section is the rest of that line and the lines after it, up to the next
+// line that starts with a marker. Text before the first marker (the
+// instructions) is not part of any section, and a marker repeated later
+// wins, so the instructions may quote the markers at the start of a line.
+// Only TÍTULO: or TRANSCRIPCIÓN: is required; the others refine the answer.
 const (
 	// MarkerLesson is followed by the lesson's page id (optionally " v" and
 	// its version): it names the lesson for counters and faults. Without
 	// it the server finds the lesson by its title.
-	MarkerLesson = "LECCIÓN:"
+	MarkerLesson = production.MarkerLesson
 	// MarkerTitle is followed by the lesson's title.
-	MarkerTitle = "TÍTULO:"
+	MarkerTitle = production.MarkerTitle
 	// MarkerCourse is followed by the course's name.
-	MarkerCourse = "CURSO:"
+	MarkerCourse = production.MarkerCourse
 	// MarkerModule is followed by the module's order and name, order first
 	// ("2 · Funciones"); the order is one of the level's cues.
-	MarkerModule = "MÓDULO:"
+	MarkerModule = production.MarkerModule
 	// MarkerEarlier is followed by the titles of the course's earlier
 	// lessons, one a line: those the transcript mentions are prerequisites.
-	MarkerEarlier = "LECCIONES ANTERIORES:"
+	MarkerEarlier = production.MarkerEarlier
 	// MarkerTranscript is followed by the transcript's text.
-	MarkerTranscript = "TRANSCRIPCIÓN:"
+	MarkerTranscript = production.MarkerTranscript
 	// MarkerVisuals is followed by the lesson's visual elements: best as the
 	// JSON array of artifact.VisualElement that analysis.json holds, or one
 	// element a line as "kind [start–end] Title: text", code on the
 	// indented or fenced lines after a code element's line.
-	MarkerVisuals = "ELEMENTOS VISUALES:"
+	MarkerVisuals = production.MarkerVisuals
 )
 
 // Markers lists every section marker, in the order a prompt gives them.
-var Markers = []string{MarkerLesson, MarkerTitle, MarkerCourse, MarkerModule, MarkerEarlier, MarkerTranscript, MarkerVisuals}
+var Markers = production.Markers
 
 // sectionOK returns the text of the prompt's last section with marker, and
 // whether there is one.

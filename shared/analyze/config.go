@@ -3,10 +3,10 @@ package analyze
 import (
 	"errors"
 	"fmt"
-	"net/url"
 	"time"
 
 	"github.com/coursekb/pipeline/shared/config"
+	"github.com/coursekb/pipeline/shared/genaiclient"
 )
 
 // Config is the analyzer function's configuration, from environment
@@ -24,13 +24,11 @@ type Config struct {
 	// in late 2026; gemini-3.5-flash is the generally available Flash model
 	// that replaces it. Usage is metered by this id.
 	Model string `env:"GEMINI_MODEL" envDefault:"gemini-3.5-flash"`
-	// Location is the Vertex AI location; "global" serves every current
-	// Gemini model. A region keeps the video's processing in it.
-	Location string `env:"GEMINI_LOCATION" envDefault:"global"`
-	// BaseURL points the client at another endpoint: the local Gemini of
-	// the one-machine stack (http://…, offline credentials), or a private
-	// endpoint (https://…, default credentials).
-	BaseURL string `env:"GEMINI_BASE_URL"`
+	// Env holds the Gemini client's location, endpoint and retries
+	// (GEMINI_LOCATION, GEMINI_BASE_URL, GEMINI_API_*): what the SDK
+	// retries inside one call; what outlasts them is answered 503 and the
+	// workflow retries later.
+	genaiclient.Env
 	// WindowSeconds is the longest span of video one request holds: about
 	// 45 minutes of video with audio fit one (DESIGN.md section 5). A
 	// frame rate whose frames would overflow the model's input shortens it.
@@ -44,12 +42,6 @@ type Config struct {
 	// Lease is how long a claim on the stage lasts; each window paid for
 	// extends it, so a long lesson keeps it while it makes progress.
 	Lease time.Duration `env:"ANALYZE_LEASE" envDefault:"30m"`
-	// APIAttempts, APIRetryDelay and APIRetryMaxDelay make the SDK retry
-	// 408, 429 and 5xx itself, with exponential backoff, inside one call;
-	// what outlasts them is answered 503 and the workflow retries later.
-	APIAttempts      int           `env:"GEMINI_API_ATTEMPTS" envDefault:"4"`
-	APIRetryDelay    time.Duration `env:"GEMINI_API_RETRY_DELAY" envDefault:"2s"`
-	APIRetryMaxDelay time.Duration `env:"GEMINI_API_RETRY_MAX_DELAY" envDefault:"30s"`
 }
 
 // LoadConfig reads and checks the configuration from the environment.
@@ -82,16 +74,8 @@ func (c Config) Validate() error {
 	if c.Lease <= 0 {
 		errs = append(errs, fmt.Errorf("ANALYZE_LEASE is %s: want a positive duration", c.Lease))
 	}
-	if c.APIAttempts < 1 {
-		errs = append(errs, fmt.Errorf("GEMINI_API_ATTEMPTS is %d: want 1 or more (1: no retries)", c.APIAttempts))
-	}
-	if c.APIRetryDelay < 0 || c.APIRetryMaxDelay < c.APIRetryDelay {
-		errs = append(errs, fmt.Errorf("GEMINI_API_RETRY_DELAY %s and GEMINI_API_RETRY_MAX_DELAY %s: want 0 ≤ delay ≤ max delay", c.APIRetryDelay, c.APIRetryMaxDelay))
-	}
-	if c.BaseURL != "" {
-		if u, err := url.Parse(c.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			errs = append(errs, fmt.Errorf("GEMINI_BASE_URL %q is not an http(s) URL", c.BaseURL))
-		}
+	if err := c.Env.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
@@ -113,14 +97,5 @@ func (c Config) Settings() Settings {
 	}
 }
 
-// Client is the Gemini client's configuration from c.
-func (c Config) Client() ClientConfig {
-	return ClientConfig{
-		Project:       c.ProjectID,
-		Location:      c.Location,
-		BaseURL:       c.BaseURL,
-		Attempts:      c.APIAttempts,
-		RetryDelay:    c.APIRetryDelay,
-		RetryMaxDelay: c.APIRetryMaxDelay,
-	}
-}
+// Client is the Gemini client's configuration from c (genaiclient.New).
+func (c Config) Client() genaiclient.Config { return c.Env.Config(c.ProjectID) }

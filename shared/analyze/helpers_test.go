@@ -30,6 +30,7 @@ import (
 	"github.com/coursekb/pipeline/shared/artifact"
 	"github.com/coursekb/pipeline/shared/download"
 	"github.com/coursekb/pipeline/shared/events"
+	"github.com/coursekb/pipeline/shared/genaiclient"
 	"github.com/coursekb/pipeline/shared/lessonstate"
 	"github.com/coursekb/pipeline/shared/relay"
 )
@@ -220,7 +221,7 @@ func newHarness(t *testing.T, adjust ...func(*options)) *harness {
 	tp := &tap{srv: srv}
 	hs := httptest.NewServer(tp)
 	t.Cleanup(hs.Close)
-	client, err := analyze.NewClient(ctx, analyze.ClientConfig{
+	client, err := genaiclient.New(ctx, genaiclient.Config{
 		Project: project, Location: "us-central1", BaseURL: hs.URL,
 		Attempts: o.attempts, RetryDelay: time.Millisecond, RetryMaxDelay: 5 * time.Millisecond,
 	})

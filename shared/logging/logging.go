@@ -57,8 +57,12 @@ func replace(groups []string, a slog.Attr) slog.Attr {
 	case slog.MessageKey:
 		a.Key = "message"
 	case slog.LevelKey:
-		a.Key = "severity"
-		a.Value = slog.StringValue(severity(a.Value.Any().(slog.Level)))
+		// Only the record's own level: an attribute a caller named "level"
+		// (a lesson's level, say) is left as it is.
+		if lv, ok := a.Value.Any().(slog.Level); ok {
+			a.Key = "severity"
+			a.Value = slog.StringValue(severity(lv))
+		}
 	case slog.TimeKey:
 		a.Key = "time"
 	}

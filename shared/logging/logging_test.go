@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"strings"
 	"testing"
 
 	"go.opentelemetry.io/otel/trace"
@@ -75,5 +76,14 @@ func TestCloudLoggingShape(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// An attribute named like a record field is data, not the record's level.
+func TestAttributeNamedLevelIsKept(t *testing.T) {
+	var buf bytes.Buffer
+	New(&buf, "info", "p").Info("enriched", "level", "básico")
+	if !strings.Contains(buf.String(), `"level":"básico"`) || !strings.Contains(buf.String(), `"severity":"INFO"`) {
+		t.Fatalf("log line %s", buf.String())
 	}
 }
