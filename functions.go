@@ -10,6 +10,7 @@ import (
 	_ "github.com/coursekb/pipeline/functions/downloader"
 	_ "github.com/coursekb/pipeline/functions/enricher"
 	_ "github.com/coursekb/pipeline/functions/notifier"
+	_ "github.com/coursekb/pipeline/functions/replayer"
 	_ "github.com/coursekb/pipeline/functions/starter"
 	_ "github.com/coursekb/pipeline/functions/sweeper"
 	_ "github.com/coursekb/pipeline/functions/syncer"

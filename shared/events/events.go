@@ -103,3 +103,6 @@ func ParseLessonEvent(data []byte) (LessonEvent, error) {
 	}
 	return e, nil
 }
+
+// IsInvalid reports whether err marks input that can never be processed.
+func IsInvalid(err error) bool { return errors.Is(err, ErrInvalid) }

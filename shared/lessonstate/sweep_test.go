@@ -1,6 +1,7 @@
 package lessonstate
 
 import (
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -283,5 +284,53 @@ func TestProcessBranchFailure(t *testing.T) {
 	}
 	if _, _, ok := l.Due(); ok || !l.NextCheckAt.IsZero() {
 		t.Fatalf("a failed lesson still waits: next check %v", l.NextCheckAt)
+	}
+}
+
+// A replay from a stage resets it and every stage after it, at the current
+// version, and queues the event that starts there; the stages before keep
+// what they did.
+func TestReplayResetsFromTheStage(t *testing.T) {
+	s, _, _ := newStore(t)
+	create(t, s, "L1")
+	for _, st := range []string{StageDownload, StepProcess, StageTranscribe, StageAnalyze, StageEnrich, StageSync} {
+		runStage(t, s, "L1", st, 1)
+	}
+	ev, err := s.Replay(t.Context(), "L1", StageTranscribe, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.Version != 1 || ev.From != StageTranscribe {
+		t.Fatalf("replay event %+v", ev)
+	}
+	l := mustLesson(t, s, "L1")
+	want := map[string]string{
+		StageDownload: StateDone, StageAnalyze: StateDone,
+		StepProcess: StatePending, StageTranscribe: StatePending, StageEnrich: StatePending, StageSync: StatePending,
+	}
+	for st, state := range want {
+		if rec := l.Stages[st]; rec.State != state || rec.Version != 1 || (state == StatePending && (rec.Attempts != 0 || rec.Outputs != nil)) {
+			t.Errorf("%s after the replay: %+v, want %s", st, rec, state)
+		}
+	}
+	pending, err := s.PendingOutbox(t.Context())
+	if err != nil || len(pending) != 1 || pending[0].Outbox[len(pending[0].Outbox)-1].Topic != events.TopicLessonDownloaded {
+		t.Fatalf("outbox after the replay: %+v, %v", pending, err)
+	}
+	if step, _, ok := l.Due(); !ok || step != StepProcess {
+		t.Fatalf("due %q %v, want the process step", step, ok)
+	}
+
+	if _, err := s.Replay(t.Context(), "L1", "dance", 0); err == nil {
+		t.Error("a replay from an unknown stage was accepted")
+	}
+	if _, err := s.Replay(t.Context(), "L1", StageSync, 7); !errors.Is(err, ErrVersionStale) {
+		t.Errorf("a replay of another version: %v, want ErrVersionStale", err)
+	}
+	if _, err := s.MarkRemoved(t.Context(), "L1", "run-2"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Replay(t.Context(), "L1", StageSync, 0); !errors.Is(err, ErrRemoved) {
+		t.Errorf("a replay of a removed lesson: %v, want ErrRemoved", err)
 	}
 }
