@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -17,9 +18,12 @@ import (
 
 	"github.com/coursekb/pipeline/functions/detector"
 	"github.com/coursekb/pipeline/local/eventarc"
+	"github.com/coursekb/pipeline/local/sample"
+	"github.com/coursekb/pipeline/local/slack"
 	"github.com/coursekb/pipeline/local/stack"
-	"github.com/coursekb/pipeline/shared/download"
+	"github.com/coursekb/pipeline/shared/ask"
 	"github.com/coursekb/pipeline/shared/lessonstate"
+	"github.com/coursekb/pipeline/shared/vectorsync"
 )
 
 func init() {
@@ -106,16 +110,117 @@ func runCmd(ctx context.Context, args []string) error {
 	printCounts(out, second.RunID, second.Counts, second.AwaitingMedia, second.Errors)
 
 	summary(out, lessons, feed)
+	if werr == nil {
+		if err := knowledge(ctx, out, st, first.sum.RunID); err != nil {
+			werr = err
+		}
+	}
 	fmt.Fprintf(out, "function logs (Cloud Logging JSON): %s%s\n", logPath, map[bool]string{true: "", false: " (removed at exit; --keep keeps it)"}[*keep])
 	if werr != nil {
 		return werr
 	}
 	for _, l := range lessons {
-		if s := l.Stages[lessonstate.StageDownload]; s.State == lessonstate.StateFailed {
-			return fmt.Errorf("lesson %s failed to download: %s", l.ID, s.Error)
+		if n := note(l); strings.Contains(n, "failed") {
+			return fmt.Errorf("lesson %s: %s", l.ID, n)
 		}
 	}
 	return nil
+}
+
+// knowledge shows what the pipeline made of the sample: the run's digest as
+// the notifier sent it, one question answered from the vector store with its
+// citations (as `pipeline ask` does), and the project's own evaluation (as
+// `pipeline eval` does).
+func knowledge(ctx context.Context, out io.Writer, st *stack.Stack, runID string) error {
+	fmt.Fprintln(out, "▶ the notifier's digest of run "+runID+" (local Slack webhook and SMTP receiver)")
+	dctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	for len(st.Slack.Messages()) == 0 && dctx.Err() == nil {
+		select {
+		case <-dctx.Done():
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+	for _, m := range st.Slack.Messages() {
+		fmt.Fprintln(out, indent(slackText(m), "  │ "))
+	}
+	for _, m := range st.Mail.Messages() {
+		fmt.Fprintf(out, "  ✉ %s → %s\n", m.Subject, strings.Join(m.To, ", "))
+	}
+	if len(st.Slack.Messages()) == 0 {
+		return fmt.Errorf("no digest within two minutes of the run settling")
+	}
+
+	a, err := ask.New(st.State, ask.Config{
+		OpenAIConfig: vectorsync.OpenAIConfig{APIKey: "local", BaseURL: st.OpenAIURL, MaxRetries: 2, RequestTimeout: time.Minute},
+		Model:        "gpt-5-mini", MaxResults: 8,
+	})
+	if err != nil {
+		return err
+	}
+	q := ask.Question{School: "programacion", Text: "¿Qué devuelve una función que no tiene return?"}
+	fmt.Fprintf(out, "▶ pipeline ask --school %s %q\n", q.School, q.Text)
+	ans, err := a.Ask(ctx, q)
+	if err != nil {
+		return err
+	}
+	var b strings.Builder
+	printAnswer(&b, ans)
+	fmt.Fprintln(out, indent(strings.TrimRight(b.String(), "\n"), "  "))
+	if len(ans.Citations) == 0 {
+		return fmt.Errorf("the answer cites no lesson")
+	}
+
+	fmt.Fprintln(out, "▶ pipeline eval local/sample/questions.yaml (the project's own questions)")
+	f, err := ask.ParseEval(sample.Questions)
+	if err != nil {
+		return err
+	}
+	rep, err := ask.Evaluate(ctx, a.Ask, f)
+	if err != nil {
+		return err
+	}
+	var e strings.Builder
+	printReport(&e, rep)
+	fmt.Fprint(out, indent(strings.TrimRight(e.String(), "\n"), "  ")+"\n")
+	if short := rep.Shortfalls(0.8, 0.8); len(short) > 0 {
+		return fmt.Errorf("the sample's evaluation is below the bar: %s", strings.Join(short, "; "))
+	}
+	return nil
+}
+
+// slackText is a Block Kit message as a terminal shows it: a line per
+// block, a section's fields on one line.
+func slackText(m slack.Message) string {
+	var lines []string
+	for _, b := range m.Blocks {
+		if b.Text != nil {
+			lines = append(lines, b.Text.Text)
+		}
+		var fields []string
+		for _, f := range b.Fields {
+			fields = append(fields, strings.ReplaceAll(strings.ReplaceAll(f.Text, "*", ""), "\n", " "))
+		}
+		if len(fields) > 0 {
+			lines = append(lines, strings.Join(fields, " · "))
+		}
+		var els []struct{ Text string }
+		if json.Unmarshal(b.Elements, &els) == nil && len(els) > 0 {
+			var parts []string
+			for _, e := range els {
+				parts = append(parts, e.Text)
+			}
+			lines = append(lines, strings.Join(parts, " · "))
+		}
+	}
+	if len(lines) == 0 {
+		return m.Text
+	}
+	return strings.Join(lines, "\n")
+}
+
+func indent(s, prefix string) string {
+	return prefix + strings.ReplaceAll(s, "\n", "\n"+prefix)
 }
 
 func printCounts(w io.Writer, runID string, c lessonstate.Counts, awaiting, errs []string) {
@@ -129,16 +234,11 @@ func printCounts(w io.Writer, runID string, c lessonstate.Counts, awaiting, errs
 	}
 }
 
-// settled reports whether a lesson's existing stages have come to rest.
+// settled reports whether a lesson has come to rest: nothing in flight (every
+// stage done or skipped, or one failed for good), or removed.
 func settled(l lessonstate.Lesson) bool {
-	if l.MediaStatus != lessonstate.MediaReady || l.Removed {
-		return true
-	}
-	switch l.Stages[lessonstate.StageDownload].State {
-	case lessonstate.StateDone, lessonstate.StateFailed, lessonstate.StateSkipped:
-		return true
-	}
-	return false
+	_, _, inFlight := l.Due()
+	return !inFlight
 }
 
 // watch redraws the lessons' progress until every one has settled.
@@ -186,41 +286,80 @@ func watch(ctx context.Context, w io.Writer, st *stack.Stack, feed *deliveryFeed
 }
 
 var stageMarks = map[string]string{
-	lessonstate.StatePending: "○ pending",
-	lessonstate.StateRunning: "◐ running",
-	lessonstate.StateDone:    "● done",
-	lessonstate.StateFailed:  "✗ failed",
-	lessonstate.StateSkipped: "– skipped",
+	lessonstate.StatePending: "○",
+	lessonstate.StateRunning: "◐",
+	lessonstate.StateDone:    "●",
+	lessonstate.StateFailed:  "✗",
+	lessonstate.StateSkipped: "–",
+}
+
+// mark is a stage's state at the lesson's version, with its attempt when
+// it took more than one.
+func mark(l lessonstate.Lesson, stage string) string {
+	rec := l.Stages[stage]
+	m := stageMarks[rec.State]
+	if rec.Version != l.Version {
+		m = stageMarks[lessonstate.StatePending]
+	}
+	if rec.Attempts > 1 {
+		m += fmt.Sprintf(" ×%d", rec.Attempts)
+	}
+	return m
+}
+
+// note is what a person should read about a lesson: why it failed, why it
+// has no media, or nothing.
+func note(l lessonstate.Lesson) string {
+	switch {
+	case l.Removed:
+		return "removed from the course"
+	case l.MediaStatus == lessonstate.MediaAwaiting:
+		return "awaiting media from the producer"
+	case l.MediaStatus == lessonstate.MediaNone:
+		return "page has no media (" + strings.ToLower(l.Type) + ")"
+	}
+	for _, st := range lessonstate.Stages {
+		if rec := l.Stages[st]; rec.State == lessonstate.StateFailed && rec.Version == l.Version {
+			return st + " failed: " + rec.Error
+		}
+	}
+	return ""
 }
 
 func stageLine(l lessonstate.Lesson) string {
-	s := l.Stages[lessonstate.StageDownload]
-	line := "download " + stageMarks[s.State]
-	if s.Attempts > 1 {
-		line += fmt.Sprintf(" (attempt %d)", s.Attempts)
+	parts := make([]string, 0, len(lessonstate.Stages))
+	for _, st := range lessonstate.Stages {
+		parts = append(parts, st+" "+mark(l, st))
 	}
-	switch {
-	case l.MediaStatus == lessonstate.MediaAwaiting:
-		line += "  awaiting media"
-	case l.MediaStatus == lessonstate.MediaNone:
-		line += "  no media on this page"
-	case s.Error != "":
-		line += "  " + s.Error
+	line := strings.Join(parts, "  ")
+	if n := note(l); n != "" {
+		line += "  " + n
 	}
 	return line
+}
+
+func stageHeader() table.Row {
+	row := table.Row{"lesson", "title"}
+	for _, st := range lessonstate.Stages {
+		row = append(row, st)
+	}
+	return row
 }
 
 func progressFrame(lessons []lessonstate.Lesson, feed *deliveryFeed, elapsed time.Duration) string {
 	t := table.NewWriter()
 	t.SetStyle(table.StyleLight)
-	t.AppendHeader(table.Row{"lesson", "title", "media", "download", "attempts"})
+	t.AppendHeader(append(stageHeader(), "note"))
 	for _, l := range lessons {
-		s := l.Stages[lessonstate.StageDownload]
-		t.AppendRow(table.Row{l.ID, text.Trim(l.Title, 30), l.MediaStatus, stageMarks[s.State], s.Attempts})
+		row := table.Row{l.ID, text.Trim(l.Title, 28)}
+		for _, st := range lessonstate.Stages {
+			row = append(row, mark(l, st))
+		}
+		t.AppendRow(append(row, text.Trim(note(l), 40)))
 	}
 	var b strings.Builder
 	b.WriteString(t.Render())
-	fmt.Fprintf(&b, "\n  %s elapsed · %s\n", elapsed.Round(100*time.Millisecond), feed.last())
+	fmt.Fprintf(&b, "\n  ○ pending  ◐ running  ● done  ✗ failed  – skipped · %s elapsed · %s\n", elapsed.Round(100*time.Millisecond), feed.last())
 	return b.String()
 }
 
@@ -229,30 +368,50 @@ func summary(w io.Writer, lessons []lessonstate.Lesson, feed *deliveryFeed) {
 	t.SetOutputMirror(w)
 	t.SetStyle(table.StyleLight)
 	t.SetTitle("Summary")
-	t.AppendHeader(table.Row{"course", "module", "lesson", "title", "v", "download", "bytes", "took", "object / reason"})
-	var done, failed, waiting int
+	t.AppendHeader(append(table.Row{"course", "module", "lesson", "title", "v", "took"}, "result"))
+	var finished, failed, waiting int
 	for _, l := range lessons {
-		s := l.Stages[lessonstate.StageDownload]
-		took, note, size := "", s.Error, s.Outputs[download.OutSize]
-		if !s.FinishedAt.IsZero() && !s.StartedAt.IsZero() {
-			took = s.FinishedAt.Sub(s.StartedAt).Round(time.Millisecond).String()
+		took := ""
+		first, last := l.Stages[lessonstate.StageDownload].StartedAt, time.Time{}
+		for _, st := range lessonstate.Stages {
+			if f := l.Stages[st].FinishedAt; f.After(last) {
+				last = f
+			}
 		}
+		if !first.IsZero() && last.After(first) {
+			took = last.Sub(first).Round(100 * time.Millisecond).String()
+		}
+		result := note(l)
+		_, _, inFlight := l.Due()
 		switch {
-		case s.State == lessonstate.StateDone:
-			done++
-			note = s.Outputs[download.OutURI]
-		case s.State == lessonstate.StateFailed:
+		case strings.Contains(result, "failed"):
 			failed++
 		case l.MediaStatus == lessonstate.MediaAwaiting:
 			waiting++
-			note = "awaiting media from the producer"
-		case l.MediaStatus == lessonstate.MediaNone:
-			note = "page has no media (" + strings.ToLower(l.Type) + ")"
+		case !inFlight && l.MediaStatus == lessonstate.MediaReady && !l.Removed:
+			finished++
+			result = done(l)
 		}
-		t.AppendRow(table.Row{l.CourseName, l.ModuleName, l.ID, text.Trim(l.Title, 28), l.Version, stageMarks[s.State], size, took, note})
+		t.AppendRow(table.Row{l.CourseName, l.ModuleName, l.ID, text.Trim(l.Title, 28), l.Version, took, text.Trim(result, 60)})
 	}
-	t.AppendFooter(table.Row{"", "", "", fmt.Sprintf("%d lessons", len(lessons)), "", fmt.Sprintf("%d done", done), "", "", fmt.Sprintf("%d failed · %d awaiting media · %d dead letters", failed, waiting, feed.deadLetters())})
+	t.AppendFooter(table.Row{"", "", "", fmt.Sprintf("%d lessons", len(lessons)), "", "",
+		fmt.Sprintf("%d finished · %d failed · %d awaiting media · %d dead letters", finished, failed, waiting, feed.deadLetters())})
 	t.Render()
+}
+
+// done says how far a finished lesson went, by its last finished stage's
+// artifact.
+func done(l lessonstate.Lesson) string {
+	for i := len(lessonstate.Stages) - 1; i >= 0; i-- {
+		rec := l.Stages[lessonstate.Stages[i]]
+		if rec.State == lessonstate.StateDone {
+			if uri := rec.Outputs["uri"]; uri != "" {
+				return lessonstate.Stages[i] + " done: " + uri
+			}
+			return lessonstate.Stages[i] + " done"
+		}
+	}
+	return "done"
 }
 
 // deliveryFeed keeps what the local Eventarc reports, for the display.

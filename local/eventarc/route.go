@@ -62,6 +62,9 @@ type Route struct {
 	// google.cloud.storage.object.v1.finalized event, other event types are
 	// acknowledged and dropped.
 	Storage bool
+	// Filter is the subscription's filter ("attributes.kind = \"removed\""):
+	// only matching messages are delivered, as in Pub/Sub.
+	Filter string
 	// AckDeadline bounds each delivery attempt, as a push subscription's
 	// ack deadline does: a function that has not answered by then has
 	// failed this attempt and the message is redelivered. Default 600 s.

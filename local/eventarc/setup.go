@@ -13,8 +13,10 @@ import (
 
 // Setup creates what routes need in projectID, as Terraform does in the
 // cloud: each topic and dead-letter topic, each route's subscription with
-// its dead-letter policy, and a subscription "<dead-letter topic>-sub" per
-// dead-letter topic so dead letters can be read. Existing topics are kept;
+// its dead-letter policy (and filter), a subscription "<dead-letter
+// topic>-sub" per dead-letter topic so dead letters can be observed, and one
+// "<dead-letter topic>-hold" that keeps them for an operator's redrive, as
+// Terraform's holding subscriptions do. Existing topics are kept;
 // an existing route subscription gets the route's dead-letter policy, so a
 // rerun against a long-lived emulator does not keep a stale one.
 //
@@ -42,8 +44,9 @@ func Setup(ctx context.Context, client *pubsub.Client, projectID string, routes 
 	for _, r := range routes {
 		dlq := resourceName(projectID, "topics", r.DeadLetterTopic)
 		sub := &pubsubpb.Subscription{
-			Name:  resourceName(projectID, "subscriptions", r.Subscription),
-			Topic: resourceName(projectID, "topics", r.Topic),
+			Name:   resourceName(projectID, "subscriptions", r.Subscription),
+			Topic:  resourceName(projectID, "topics", r.Topic),
+			Filter: r.Filter,
 			DeadLetterPolicy: &pubsubpb.DeadLetterPolicy{
 				DeadLetterTopic:     dlq,
 				MaxDeliveryAttempts: int32(r.MaxDeliveryAttempts),
@@ -63,16 +66,23 @@ func Setup(ctx context.Context, client *pubsub.Client, projectID string, routes 
 			continue
 		}
 		dlqSubs[dlq] = true
-		name := deadLetterSubscription(projectID, r)
-		if _, err := client.SubscriptionAdminClient.CreateSubscription(ctx, &pubsubpb.Subscription{Name: name, Topic: dlq}); err != nil && status.Code(err) != codes.AlreadyExists {
-			return fmt.Errorf("eventarc: route %s: dead-letter subscription %s: %w", r.Name, name, err)
+		for _, name := range []string{deadLetterSubscription(projectID, r), HoldSubscription(projectID, r)} {
+			if _, err := client.SubscriptionAdminClient.CreateSubscription(ctx, &pubsubpb.Subscription{Name: name, Topic: dlq}); err != nil && status.Code(err) != codes.AlreadyExists {
+				return fmt.Errorf("eventarc: route %s: dead-letter subscription %s: %w", r.Name, name, err)
+			}
 		}
 	}
 	return nil
 }
 
+// HoldSubscription names the subscription that keeps r's dead letters until
+// an operator moves them back (pipeline redrive).
+func HoldSubscription(projectID string, r Route) string {
+	return resourceName(projectID, "subscriptions", lastSegment(r.DeadLetterTopic)+"-hold")
+}
+
 // deadLetterSubscription names the subscription Setup makes on r's
-// dead-letter topic.
+// dead-letter topic for observing.
 func deadLetterSubscription(projectID string, r Route) string {
 	return resourceName(projectID, "subscriptions", lastSegment(r.DeadLetterTopic)+"-sub")
 }

@@ -14,6 +14,12 @@ import (
 //go:embed course.yaml
 var courseYAML []byte
 
+// Questions is the project's own evaluation of the sample course: the
+// questions `pipeline eval` asks after `make run`, in its file format.
+//
+//go:embed questions.yaml
+var Questions []byte
+
 // Catalog is the producer's whole sample: products, modules, pages.
 type Catalog struct {
 	Producer string    `yaml:"producer"`

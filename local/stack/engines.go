@@ -6,6 +6,7 @@ import (
 	"maps"
 
 	"github.com/coursekb/pipeline/local/gemini"
+	"github.com/coursekb/pipeline/local/openai"
 	"github.com/coursekb/pipeline/local/sample"
 	"github.com/coursekb/pipeline/local/slack"
 	"github.com/coursekb/pipeline/local/smtp"
@@ -69,6 +70,12 @@ func (s *Stack) startEngines(opts Options) error {
 	}
 	s.GeminiURL = gu
 	s.stops = append(s.stops, func() { stopGemini() })
+
+	s.OpenAI = openai.NewServer(openai.Options{Logger: log})
+	if s.OpenAIURL, stop, err = listenStop(s.OpenAI.Listen); err != nil {
+		return fmt.Errorf("stack: openai server: %w", err)
+	}
+	s.stops = append(s.stops, stop)
 
 	s.Slack = slack.NewServer()
 	if s.SlackURL, stop, err = listenStop(s.Slack.Listen); err != nil {

@@ -40,6 +40,7 @@ import (
 	"github.com/coursekb/pipeline/local/gemini"
 	"github.com/coursekb/pipeline/local/hotmart"
 	"github.com/coursekb/pipeline/local/mediahost"
+	"github.com/coursekb/pipeline/local/openai"
 	"github.com/coursekb/pipeline/local/proc"
 	"github.com/coursekb/pipeline/local/sample"
 	"github.com/coursekb/pipeline/local/slack"
@@ -135,14 +136,16 @@ type Stack struct {
 	// those services when Options.Faults is set; nil otherwise.
 	FirestoreFaults, StorageFaults *faultproxy.Proxy
 
-	// The local stand-ins of Workflows, Speech-to-Text and Gemini, with
-	// the addresses the functions' clients are pointed at.
+	// The local stand-ins of Workflows, Speech-to-Text, Gemini and OpenAI,
+	// with the addresses the functions' clients are pointed at.
 	Workflows     *workflows.Service
 	WorkflowsAddr string
 	Speech        *speech.Server
 	SpeechAddr    string
 	Gemini        *gemini.Server
 	GeminiURL     string
+	OpenAI        *openai.Server
+	OpenAIURL     string
 	scripts       atomic.Value // speech.Scripts of the current catalog
 	// Slack and Mail keep what the notifier sent.
 	Slack    *slack.Server
@@ -185,10 +188,18 @@ func Routes(functionsURL string, o Options) []eventarc.Route {
 	// Eventarc reads the bucket's notifications.
 	finalize := route("starter-finalize", FinalizeTopic, "Starter")
 	finalize.Subscription, finalize.Storage = "starter-finalize", true
+	// The syncer retires removed lessons: its subscription on
+	// lesson-events takes removals only, as Terraform's filter does.
+	removed := route("syncer-removed", events.TopicLessonEvents, "Syncer")
+	removed.Filter = `attributes.kind = "removed"`
 	routes := []eventarc.Route{
 		route("downloader", events.TopicLessonDiscovered, "Downloader"),
 		finalize,
 		route("starter", events.TopicLessonDownloaded, "Starter"),
+		route("enricher", events.TopicLessonProcessed, "Enricher"),
+		route("syncer", events.TopicLessonEnriched, "Syncer"),
+		removed,
+		route("replayer", events.TopicLessonReplay, "Replayer"),
 	}
 	// The notifier reads lesson-events and every other route's dead
 	// letters (its own dead letters would only loop back to it).
@@ -453,6 +464,9 @@ func (s *Stack) functionsEnv(addr string) []string {
 		"SPEECH_LOCATION":    "us",
 		"GEMINI_BASE_URL":    s.GeminiURL,
 		"GEMINI_LOCATION":    WorkflowLocation,
+		// The knowledge stages talk to the local OpenAI server.
+		"OPENAI_API_KEY":  "local",
+		"OPENAI_BASE_URL": s.OpenAIURL,
 		// The notifier's channels: the local Slack webhook and SMTP
 		// receiver. A run's digest waits for the run's record to end.
 		"SLACK_WEBHOOK_URL": s.SlackURL,

@@ -126,7 +126,7 @@ func (a *Asker) Ask(ctx context.Context, q Question) (Answer, error) {
 	if resp.Status != "" && resp.Status != responses.ResponseStatusCompleted {
 		return Answer{}, fmt.Errorf("ask: the response ended %s: %s", resp.Status, resp.RawJSON())
 	}
-	ans := Answer{Text: resp.OutputText(), Model: resp.Model, Citations: citations(resp)}
+	ans := Answer{Text: resp.OutputText(), Model: resp.Model, Citations: citations(resp, q.Text)}
 	if err := a.titles(ctx, ans.Citations); err != nil {
 		return Answer{}, err
 	}

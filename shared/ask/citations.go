@@ -20,8 +20,10 @@ type retrieved struct {
 
 // citations reads the answer's file_citation annotations, in the order they
 // appear, each matched to a retrieved chunk (see the package comment). A
-// section cited more than once is listed once.
-func citations(resp *responses.Response) []Citation {
+// section cited more than once is listed once. question helps place a
+// citation of the document's header (keywords, summary: no moment of the
+// video) on the timed section of that file that best answers it.
+func citations(resp *responses.Response, question string) []Citation {
 	var results []retrieved
 	for _, item := range resp.Output {
 		if item.Type != "file_search_call" {
@@ -63,7 +65,7 @@ func citations(resp *responses.Response) []Citation {
 					passage = string(text[prev:idx])
 				}
 				prev = idx
-				c := cite(results, fc.FileID, fc.Filename, passage)
+				c := cite(results, fc.FileID, fc.Filename, passage, question)
 				key := c.FileID + "\x00" + c.Quote
 				if !seen[key] {
 					seen[key] = true
@@ -77,8 +79,11 @@ func citations(resp *responses.Response) []Citation {
 
 // cite builds the citation of fileID for passage: of the file's retrieved
 // chunks, the section sharing the most words with the passage (the first,
-// best ranked, of equals).
-func cite(results []retrieved, fileID, filename, passage string) Citation {
+// best ranked, of equals). When that section has no time range (the
+// document's header), the time range is the one of the file's timed section
+// sharing the most words with the passage and the question: a citation
+// points at a moment of the lesson's video whenever one was retrieved.
+func cite(results []retrieved, fileID, filename, passage, question string) Citation {
 	c := Citation{FileID: fileID, Filename: filename}
 	words := terms(passage)
 	var best *retrieved
@@ -113,11 +118,65 @@ func cite(results []retrieved, fileID, filename, passage string) Citation {
 	}
 	c.Title, _ = best.attrs[vectorsync.AttrTitle].(string)
 	c.Quote = strings.TrimSpace(bestSec.text)
+	if !bestSec.timed && isHeader(bestSec.text) {
+		if timed, ok := bestTimed(results, fileID, terms(passage+" "+question)); ok {
+			bestSec = timed
+		}
+	}
 	if bestSec.timed {
 		start, end := bestSec.start, bestSec.end
 		c.Start, c.End = &start, &end
 	}
 	return c
+}
+
+// isHeader reports whether an untimed section is (part of) the knowledge
+// document's header: the only place with headings other than the time
+// ranges (chunk text has its headings escaped) and with its field lines. An
+// untimed section that is not is the tail of a section the store's window
+// cut: its moment is unknown, and no other section's is borrowed.
+func isHeader(text string) bool {
+	for line := range strings.SplitSeq(text, "\n") {
+		if strings.HasPrefix(line, "# ") || strings.HasPrefix(line, "## ") {
+			return true
+		}
+		for _, field := range headerFields {
+			if strings.HasPrefix(line, "- "+field+": ") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// headerFields are the field names of chunk.Knowledge's header.
+var headerFields = []string{"Curso", "Módulo", "Lección", "Nivel", "Categorías", "Palabras clave", "Enlace"}
+
+// bestTimed is the timed section of fileID's retrieved chunks sharing the
+// most of words (the first, best ranked, of equals).
+func bestTimed(results []retrieved, fileID string, words map[string]bool) (section, bool) {
+	var best section
+	bestScore, found := -1, false
+	for _, r := range results {
+		if r.fileID != fileID {
+			continue
+		}
+		for _, sec := range sections(r.text) {
+			if !sec.timed {
+				continue
+			}
+			n := 0
+			for w := range terms(sec.text) {
+				if words[w] {
+					n++
+				}
+			}
+			if n > bestScore {
+				best, bestScore, found = sec, n, true
+			}
+		}
+	}
+	return best, found
 }
 
 // section is a run of a retrieved chunk's text: under one of the

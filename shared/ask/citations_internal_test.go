@@ -56,7 +56,7 @@ func TestCitationsOfAModelsAnswer(t *testing.T) {
 	if err := json.Unmarshal(b, &resp); err != nil {
 		t.Fatal(err)
 	}
-	cs := citations(&resp)
+	cs := citations(&resp, "")
 	if len(cs) != 4 {
 		t.Fatalf("%d citations: %+v", len(cs), cs)
 	}
@@ -79,6 +79,36 @@ func TestCitationsOfAModelsAnswer(t *testing.T) {
 	}
 	if cs[3].Quote != "anterior termina con la palabra zanahoria." {
 		t.Errorf("tail quote = %q", cs[3].Quote)
+	}
+}
+
+// A citation of the document's header (its keywords matched the question)
+// points at the timed section of that lesson that best answers the
+// question: a citation says where in the video to look.
+func TestHeaderCitationTakesTheAnsweringMoment(t *testing.T) {
+	t.Parallel()
+	doc := "# Bucles\n\n- Palabras clave: bucle, while, for\n\n## [00:00:00–00:01:00]\n\nEl bucle for recorre una lista.\n\n## [00:01:00–00:02:00]\n\nEl bucle while repite mientras la condición sea cierta.\n"
+	answer := "Palabras clave: bucle, while.【1】"
+	body := map[string]any{
+		"id": "resp_2", "object": "response", "status": "completed", "model": "gpt-5", "created_at": 1,
+		"output": []any{
+			map[string]any{"type": "file_search_call", "id": "fs_1", "status": "completed", "queries": []string{"q"},
+				"results": []any{map[string]any{"file_id": "file-a", "filename": "lesson-L1-v1.md", "score": 0.9, "text": doc,
+					"attributes": map[string]any{"lesson": "L1", "version": 1}}}},
+			map[string]any{"type": "message", "id": "msg_1", "role": "assistant", "status": "completed",
+				"content": []any{map[string]any{"type": "output_text", "text": answer, "annotations": []any{
+					map[string]any{"type": "file_citation", "file_id": "file-a", "filename": "lesson-L1-v1.md", "index": len([]rune(answer)) - 3},
+				}}}},
+		},
+	}
+	b, _ := json.Marshal(body)
+	var resp responses.Response
+	if err := json.Unmarshal(b, &resp); err != nil {
+		t.Fatal(err)
+	}
+	cs := citations(&resp, "¿Qué hace el bucle while mientras la condición sea cierta?")
+	if len(cs) != 1 || seconds(cs[0].Start) != 60 || seconds(cs[0].End) != 120 {
+		t.Fatalf("citations %+v, want the while section, 60–120 s", cs)
 	}
 }
 
