@@ -7,10 +7,10 @@
 //
 // Metrics:
 //
-//	baseline_MiB/s, fetch_MiB/s   1 GiB each, median of 3 alternating rounds
+//	baseline_MiB/s, fetch_MiB/s   1 GiB each, median of 5 rounds, each starting with another path
 //	throughput_ratio              median of the rounds' fetch / baseline (target >= 0.8)
 //	resumable_MiB/s               a plain GET piped into a plain resumable upload, same chunks
-//	fetch_vs_resumable_ratio      what the downloader's checks cost over the same protocol
+//	fetch_vs_resumable_ratio      what the downloader's checks cost over the same protocol (target >= 0.9)
 //
 // PIPELINE_CPUPROFILE=/tmp/p makes every pipeline process (gcs-server,
 // fetch) write a CPU profile to /tmp/p.<command>.<pid>.
@@ -18,7 +18,16 @@
 //	rss_256MiB_MiB, rss_1GiB_MiB  fetch process peak RSS (target < 100, within 20%)
 //	rss_growth_ratio              rss_1GiB / rss_256MiB
 //
-// fetch runs with the production setting: resumable upload, 8 MiB chunks.
+// CPU seconds per GiB, medians of the same rounds: on a machine shared with
+// other work these say what each path costs better than its speed does.
+//
+//	server_cpu_s/GiB_baseline     the storage server's, for the single-request upload
+//	server_cpu_s/GiB_resumable    ... the plain resumable upload
+//	server_cpu_s/GiB_fetch        ... fetch's upload (resumable, MD5 declared)
+//	fetch_cpu_s/GiB               the fetch process's own
+//
+// fetch runs with the production setting: resumable upload in chunks of
+// transfer.DefaultChunkSize, as the plain resumable copy does.
 // (fake-gcs-server's own resumable path is quadratic in the chunk count;
 // local/gcs serves resumable uploads itself, see its package comment.)
 // BENCH_CHUNK_SIZE overrides the chunk size (-1: one multipart request).
@@ -37,11 +46,13 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/coursekb/pipeline/local/mediahost"
+	"github.com/coursekb/pipeline/shared/transfer"
 )
 
 const (
@@ -53,6 +64,44 @@ type rig struct {
 	bin   string
 	host  string // GCS server host:port
 	media string // media host base URL
+	srv   int    // GCS server pid
+}
+
+// cpuSeconds returns the CPU time (user and system) process pid has used,
+// from /proc/<pid>/stat; -1 where there is no /proc.
+func cpuSeconds(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return -1
+	}
+	// The fields after the command name (which may hold spaces), from
+	// the state (field 3): utime and stime are fields 14 and 15.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 13 {
+		return -1
+	}
+	ut, err1 := strconv.ParseFloat(f[11], 64)
+	st, err2 := strconv.ParseFloat(f[12], 64)
+	if err1 != nil || err2 != nil {
+		return -1
+	}
+	return (ut + st) / clockTicks
+}
+
+// clockTicks is USER_HZ, the unit of /proc/<pid>/stat times: 100 on every
+// Linux architecture Go supports.
+const clockTicks = 100
+
+// serverCPU runs fn and returns the storage server's CPU seconds per GiB
+// meanwhile, for n bytes.
+func (r rig) serverCPU(n int64, fn func()) float64 {
+	before := cpuSeconds(r.srv)
+	fn()
+	after := cpuSeconds(r.srv)
+	if before < 0 || after < 0 {
+		return -1
+	}
+	return (after - before) * gib / float64(n)
 }
 
 func setup(b *testing.B) rig {
@@ -114,7 +163,7 @@ func setup(b *testing.B) rig {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { ms.Close() })
-	return rig{bin: bin, host: host, media: ms.URL()}
+	return rig{bin: bin, host: host, media: ms.URL(), srv: srv.Process.Pid}
 }
 
 // baseline streams a plain GET into a plain single-request upload.
@@ -207,6 +256,7 @@ type fetchResult struct {
 	Seconds   float64 `json:"seconds"`
 	MaxRssKiB int64   `json:"maxRssKiB"`
 	Error     string  `json:"error"`
+	cpu       float64 // the fetch process's CPU seconds
 }
 
 // fetch runs `pipeline fetch` as the downloader process.
@@ -227,6 +277,7 @@ func (r rig) fetch(b *testing.B, n int64, md5 string, chunk int) fetchResult {
 	if jerr := json.Unmarshal(bytes.TrimSpace(stdout.Bytes()), &res); jerr != nil || err != nil || res.Bytes != n {
 		b.Fatalf("fetch %d bytes: %v\nstdout: %s\nstderr: %s", n, err, stdout.Bytes(), stderr.Bytes())
 	}
+	res.cpu = (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds()
 	r.remove(b, name)
 	return res
 }
@@ -240,7 +291,7 @@ func (r rig) remove(b *testing.B, name string) {
 
 func BenchmarkFetch(b *testing.B) {
 	r := setup(b)
-	chunk := 0 // transfer.DefaultChunkSize
+	chunk := 0 // fetch's default: transfer.DefaultChunkSize
 	if v := os.Getenv("BENCH_CHUNK_SIZE"); v != "" {
 		c, err := strconv.Atoi(v)
 		if err != nil {
@@ -249,10 +300,10 @@ func BenchmarkFetch(b *testing.B) {
 		chunk = c
 	}
 	md5Big, md5Small := mediahost.SyntheticMD5(gib), mediahost.SyntheticMD5(256*mib)
-	const rounds = 3 // the paths alternate; the median ratio counts
+	const rounds = 5 // the paths alternate; the medians count
 	plainChunk := chunk
 	if plainChunk <= 0 {
-		plainChunk = 8 * mib // transfer.DefaultChunkSize
+		plainChunk = transfer.DefaultChunkSize
 	}
 	// Warm up: the server's first large uploads grow its heap, which makes
 	// whichever path runs first look slow.
@@ -261,21 +312,36 @@ func BenchmarkFetch(b *testing.B) {
 	b.ResetTimer()
 	for range b.N {
 		var ratios, bases, fetches, plains, plainRatios []float64
+		var cpuBase, cpuPlain, cpuFetch, cpuFetcher []float64
 		var rssBig float64
-		b.Logf("%-6s %14s %14s %7s %16s %12s", "round", "baseline MiB/s", "fetch MiB/s", "ratio", "resumable MiB/s", "fetch/resum")
+		b.Logf("%-6s %14s %14s %7s %16s %12s   %s", "round", "baseline MiB/s", "fetch MiB/s", "ratio", "resumable MiB/s", "fetch/resum",
+			"server CPU s/GiB: baseline resumable fetch; fetch's own")
 		for i := range rounds {
-			base := gib / mib / r.baseline(b, gib)
-			big := r.fetch(b, gib, md5Big, chunk)
-			plain := gib / mib / r.resumable(b, gib, plainChunk)
+			var base, plain, cb, cf, cp float64
+			var big fetchResult
+			paths := []func(){
+				func() { cb = r.serverCPU(gib, func() { base = gib / mib / r.baseline(b, gib) }) },
+				func() { cf = r.serverCPU(gib, func() { big = r.fetch(b, gib, md5Big, chunk) }) },
+				func() { cp = r.serverCPU(gib, func() { plain = gib / mib / r.resumable(b, gib, plainChunk) }) },
+			}
+			// Each round starts with another path: a machine whose load
+			// drifts favours none of them.
+			for k := range paths {
+				paths[(i+k)%len(paths)]()
+			}
 			f := float64(big.Bytes) / mib / big.Seconds
 			rssBig = max(rssBig, float64(big.MaxRssKiB)/1024)
 			bases, fetches, ratios = append(bases, base), append(fetches, f), append(ratios, f/base)
 			plains, plainRatios = append(plains, plain), append(plainRatios, f/plain)
-			b.Logf("%-6d %14.1f %14.1f %7.2f %16.1f %12.2f", i+1, base, f, f/base, plain, f/plain)
+			cpuBase, cpuPlain, cpuFetch = append(cpuBase, cb), append(cpuPlain, cp), append(cpuFetch, cf)
+			cpuFetcher = append(cpuFetcher, big.cpu*gib/float64(big.Bytes))
+			b.Logf("%-6d %14.1f %14.1f %7.2f %16.1f %12.2f   %.2f %.2f %.2f; %.2f", i+1, base, f, f/base, plain, f/plain,
+				cb, cp, cf, cpuFetcher[i])
 		}
 		small := r.fetch(b, 256*mib, md5Small, chunk)
 		rssSmall := float64(small.MaxRssKiB) / 1024
-		b.Logf("median %14.1f %14.1f %7.2f %16.1f %12.2f   (chunk %d)", median(bases), median(fetches), median(ratios), median(plains), median(plainRatios), chunk)
+		b.Logf("median %14.1f %14.1f %7.2f %16.1f %12.2f   %.2f %.2f %.2f; %.2f   (chunk %d)", median(bases), median(fetches), median(ratios),
+			median(plains), median(plainRatios), median(cpuBase), median(cpuPlain), median(cpuFetch), median(cpuFetcher), chunk)
 		b.ReportMetric(median(plains), "resumable_MiB/s")
 		b.ReportMetric(median(plainRatios), "fetch_vs_resumable_ratio")
 		b.Logf("fetch peak RSS: 256 MiB %.1f MiB, 1 GiB %.1f MiB", rssSmall, rssBig)
@@ -285,6 +351,10 @@ func BenchmarkFetch(b *testing.B) {
 		b.ReportMetric(rssSmall, "rss_256MiB_MiB")
 		b.ReportMetric(rssBig, "rss_1GiB_MiB")
 		b.ReportMetric(rssBig/rssSmall, "rss_growth_ratio")
+		b.ReportMetric(median(cpuBase), "server_cpu_s/GiB_baseline")
+		b.ReportMetric(median(cpuPlain), "server_cpu_s/GiB_resumable")
+		b.ReportMetric(median(cpuFetch), "server_cpu_s/GiB_fetch")
+		b.ReportMetric(median(cpuFetcher), "fetch_cpu_s/GiB")
 	}
 }
 

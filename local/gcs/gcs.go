@@ -6,14 +6,15 @@
 //
 // Known limits of fake-gcs-server v1.56.1 that matter here: every object is
 // held whole in the server's memory while it is stored (also with the
-// filesystem backend, which then writes it with fsync), and its own resumable
-// upload path re-hashes everything received so far on each chunk (quadratic
-// time). This package therefore serves resumable uploads itself (uploads.go):
-// chunks go to a temporary file and, while they keep coming, also straight
-// into the store, as a single-request upload's body does; the object is
-// stored from the file at the end only when that stream was interrupted.
-// Single-request (multipart) uploads still go through fakestorage, which reads
-// them whole into memory.
+// filesystem backend, which then writes it with fsync), the backend hashes
+// every object it stores (MD5 and CRC32C) with no way to hand it a hash, and
+// its own resumable upload path re-hashes everything received so far on each
+// chunk (quadratic time). This package therefore serves resumable uploads
+// itself (uploads.go, feed.go): chunks stream straight into the store, as a
+// single-request upload's body does. A session that declared an MD5 hashes
+// the bytes once more itself: the backend's hash is known only once the
+// object is stored, too late to refuse it. Single-request (media, multipart)
+// uploads still go through fakestorage.
 package gcs
 
 import (
@@ -23,7 +24,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -63,7 +63,6 @@ type Server struct {
 	fs  *fakestorage.Server
 	srv *http.Server
 	ln  net.Listener
-	tmp string // unfinished resumable uploads
 	up  *uploads
 }
 
@@ -118,14 +117,8 @@ func Start(opts Options) (*Server, error) {
 		ln.Close()
 		return nil, fmt.Errorf("local gcs: start: %w", err)
 	}
-	tmp, err := os.MkdirTemp(uploadDir(), "local-gcs-uploads-")
-	if err != nil {
-		ln.Close()
-		fs.Stop()
-		return nil, fmt.Errorf("local gcs: upload directory: %w", err)
-	}
-	up := &uploads{fs: fs, next: fs.HTTPHandler(), dir: tmp, sessions: map[string]*session{}}
-	s := &Server{fs: fs, ln: ln, tmp: tmp, up: up, srv: &http.Server{Handler: up, ReadHeaderTimeout: 30 * time.Second}}
+	up := &uploads{fs: fs, next: fs.HTTPHandler(), idleAfter: streamIdle, ahead: maxAhead, sessions: map[string]*session{}}
+	s := &Server{fs: fs, ln: ln, up: up, srv: &http.Server{Handler: up, ReadHeaderTimeout: 30 * time.Second}}
 	go s.srv.Serve(ln)
 	for _, b := range opts.Buckets {
 		if err := s.CreateBucket(b); err != nil {
@@ -138,6 +131,7 @@ func Start(opts Options) (*Server, error) {
 
 // CreateBucket creates a bucket; an existing one is kept as it is.
 func (s *Server) CreateBucket(name string) (err error) {
+	defer s.up.waiting()()
 	defer func() {
 		// fakestorage panics when the backend refuses.
 		if r := recover(); r != nil {
@@ -175,19 +169,4 @@ func (s *Server) Stop() {
 	s.srv.Close()
 	s.up.closeAll()
 	s.fs.Stop()
-	os.RemoveAll(s.tmp)
-}
-
-// uploadDir holds unfinished resumable uploads: memory-backed /dev/shm where
-// there is one (local uploads then cost no disk writes twice), else the
-// system's temporary directory.
-func uploadDir() string {
-	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
-		if f, err := os.CreateTemp("/dev/shm", "probe-"); err == nil {
-			f.Close()
-			os.Remove(f.Name())
-			return "/dev/shm"
-		}
-	}
-	return ""
 }
