@@ -75,6 +75,16 @@ func (h *harness) deadLetters() int {
 	return h.deliveries.count(func(d eventarc.Delivery) bool { return d.Outcome == eventarc.DeadLettered })
 }
 
+// finalizedOnce waits for the raw bucket's finalize notification of an
+// object (it is asynchronous) and checks there was exactly one.
+func finalizedOnce(t *testing.T, tap *Tap, object string) {
+	t.Helper()
+	waitFor(t, 20*time.Second, object+" finalized", func() bool { return finalized(tap, object) >= 1 })
+	if n := finalized(tap, object); n != 1 {
+		t.Errorf("%s finalized %d times, want 1", object, n)
+	}
+}
+
 // finalized counts the raw bucket's finalize notifications for an object.
 func finalized(tap *Tap, object string) int {
 	n := 0
@@ -113,15 +123,16 @@ func TestEveryLessonReachesAnEndState(t *testing.T) {
 		h.Media.Slow(file, 10*time.Second, 1)
 		h.detect(t)
 		st := h.waitDownload(t, "rcCutoff001", lessonstate.StateDone, time.Minute)
-		if st.Attempts != 2 || st.Redrives < 1 {
-			t.Errorf("stage %+v, want done at attempt 2 after a re-drive", st)
+		// Attempt 2 usually finishes it; on a loaded machine its outcome
+		// write can itself outlast OUTCOME_TIMEOUT, and the sweeper
+		// re-drives once more.
+		if st.Attempts < 2 || st.Redrives < 1 {
+			t.Errorf("stage %+v, want done after at least one re-drive", st)
 		}
 		if !strings.Contains(h.logs.String(), `"lessonId":"rcCutoff001","version":1,"stage":"download","error":`) {
 			t.Error("the cut-off attempt's failure was not recorded")
 		}
-		if n := finalized(fin, download.ObjectName("rcCutoff001", 1, "mp4")); n != 1 {
-			t.Errorf("object finalized %d times, want 1", n)
-		}
+		finalizedOnce(t, fin, download.ObjectName("rcCutoff001", 1, "mp4"))
 	})
 
 	// Longer than the ack deadline, shorter than the function's timeout:
@@ -155,12 +166,10 @@ func TestEveryLessonReachesAnEndState(t *testing.T) {
 			t.Fatal(err)
 		}
 		st := h.waitDownload(t, "rcKilled003", lessonstate.StateDone, time.Minute)
-		if st.Attempts != 2 || st.Redrives < 1 {
-			t.Errorf("stage %+v, want done at attempt 2 after a re-drive", st)
+		if st.Attempts < 2 || st.Redrives < 1 {
+			t.Errorf("stage %+v, want done after a re-drive", st)
 		}
-		if n := finalized(fin, download.ObjectName("rcKilled003", 1, "mp4")); n != 1 {
-			t.Errorf("object finalized %d times, want 1", n)
-		}
+		finalizedOnce(t, fin, download.ObjectName("rcKilled003", 1, "mp4"))
 	})
 
 	// Firestore goes away just as the bytes are in: Complete fails. The
@@ -180,8 +189,8 @@ func TestEveryLessonReachesAnEndState(t *testing.T) {
 		if hits := h.Media.Hits("/" + file); hits != 1 {
 			t.Errorf("media served %d times, want 1: the re-driven attempt must reuse the object", hits)
 		}
-		if st.Attempts != 2 || h.FirestoreFaults.Cuts() == 0 {
-			t.Errorf("stage %+v after %d cut connections, want done at attempt 2", st, h.FirestoreFaults.Cuts())
+		if st.Attempts < 2 || h.FirestoreFaults.Cuts() == 0 {
+			t.Errorf("stage %+v after %d cut connections, want done after a re-drive", st, h.FirestoreFaults.Cuts())
 		}
 	})
 

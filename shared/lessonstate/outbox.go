@@ -133,7 +133,7 @@ func (s *Store) PendingOutbox(ctx context.Context) ([]Lesson, error) {
 			return cmp.Or(cmp.Compare(a.doc.Seq, b.doc.Seq), a.doc.CreatedAt.Compare(b.doc.CreatedAt), strings.Compare(a.id, b.id))
 		})
 		for _, e := range entries {
-			l.Outbox = append(l.Outbox, Outbox{Topic: e.doc.Topic, Data: e.doc.Data})
+			l.Outbox = append(l.Outbox, Outbox{Topic: e.doc.Topic, Data: e.doc.Data, QueuedAt: e.doc.CreatedAt})
 		}
 		l.OutboxPending = true
 		ls = append(ls, l)

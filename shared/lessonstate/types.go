@@ -107,6 +107,9 @@ type Media struct {
 type Outbox struct {
 	Topic string `firestore:"topic"`
 	Data  []byte `firestore:"data"`
+	// QueuedAt is when the write that queued it committed; only
+	// PendingOutbox fills it.
+	QueuedAt time.Time `firestore:"-"`
 }
 
 // Lesson is a document of the lessons collection, keyed by Hotmart page id.

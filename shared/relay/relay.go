@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/coursekb/pipeline/shared/events"
 	"github.com/coursekb/pipeline/shared/lessonstate"
@@ -96,9 +97,15 @@ func (r *Relay) Event(ctx context.Context, lessonID string, ev events.LessonEven
 	return err
 }
 
-// Flush publishes every lesson's pending outbox. It returns how many entries
-// went out and one error per lesson that kept some.
-func (r *Relay) Flush(ctx context.Context) (int, []error) {
+// Flush publishes every lesson's pending outbox entries queued more than
+// grace ago, and what follows them in their lesson's order. It returns how
+// many entries went out and one error per lesson that kept some.
+//
+// The grace leaves a writer the time to relay what it just queued itself:
+// a flush racing the writer would publish the same entry twice (harmless —
+// every consumer is idempotent — but noisy). What is still queued after the
+// grace was left by a writer that died or could not publish.
+func (r *Relay) Flush(ctx context.Context, grace time.Duration) (int, []error) {
 	pending, err := r.store.PendingOutbox(ctx)
 	if err != nil {
 		return 0, []error{fmt.Errorf("read pending outboxes: %w", err)}
@@ -107,8 +114,9 @@ func (r *Relay) Flush(ctx context.Context) (int, []error) {
 		n    int
 		errs []error
 	)
+	cutoff := time.Now().Add(-grace)
 	for _, l := range pending {
-		if len(l.Outbox) == 0 {
+		if len(l.Outbox) == 0 || l.Outbox[0].QueuedAt.After(cutoff) {
 			continue
 		}
 		r.log.InfoContext(ctx, "publishing what an earlier write left in the outbox", "lessonId", l.ID, "events", len(l.Outbox))

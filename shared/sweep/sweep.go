@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/coursekb/pipeline/shared/lessonstate"
 	"github.com/coursekb/pipeline/shared/logging"
@@ -32,7 +33,7 @@ type Store interface {
 // Relay publishes what a sweep queued, and what earlier writes left queued.
 type Relay interface {
 	Publish(ctx context.Context, lessonID string, entries []lessonstate.Outbox) (int, error)
-	Flush(ctx context.Context) (int, []error)
+	Flush(ctx context.Context, grace time.Duration) (int, []error)
 }
 
 // Sweeper runs sweeps.
@@ -40,8 +41,13 @@ type Sweeper struct {
 	store Store
 	relay Relay
 	batch int
+	grace time.Duration
 	log   *slog.Logger
 }
+
+// OutboxGrace is how long an outbox entry is left to the writer that queued
+// it before a sweep publishes it instead.
+const OutboxGrace = time.Minute
 
 // New returns a Sweeper looking at no more than batch lessons a run.
 func New(store Store, relay Relay, batch int, log *slog.Logger) (*Sweeper, error) {
@@ -51,7 +57,7 @@ func New(store Store, relay Relay, batch int, log *slog.Logger) (*Sweeper, error
 	if batch <= 0 {
 		return nil, fmt.Errorf("sweep: batch %d must be positive", batch)
 	}
-	return &Sweeper{store: store, relay: relay, batch: batch, log: log}, nil
+	return &Sweeper{store: store, relay: relay, batch: batch, grace: OutboxGrace, log: log}, nil
 }
 
 // Report is what one sweep did.
@@ -84,7 +90,7 @@ type Action struct {
 // (the query failed); failures on single lessons are in the report.
 func (s *Sweeper) Run(ctx context.Context) (Report, error) {
 	var r Report
-	n, errs := s.relay.Flush(ctx)
+	n, errs := s.relay.Flush(ctx, s.grace)
 	r.Flushed = n
 	for _, err := range errs {
 		r.Errors = append(r.Errors, err.Error())
