@@ -8,20 +8,20 @@ resource "google_service_account" "function" {
   display_name = "Function ${each.key}"
   description  = "Runtime identity of the ${each.key} function."
 
-  depends_on = [google_project_service.enabled]
+  depends_on = [terraform_data.apis_ready]
 }
 
-# One identity per trigger: what may call the function (Cloud Scheduler,
-# a Pub/Sub push subscription or an Eventarc trigger). Functions called by the
+# One identity per called function: what may call it (its Cloud Scheduler
+# job, its push subscriptions, its Eventarc trigger). Functions called by the
 # workflow use the workflow's identity instead.
 resource "google_service_account" "trigger" {
   for_each = local.triggered_functions
 
   account_id   = "${each.key}-trigger"
-  display_name = "Trigger of ${each.key} (${each.value.trigger})"
-  description  = "Identity the ${each.value.trigger} trigger of ${each.key} calls it with (OIDC)."
+  display_name = "Trigger of ${each.key}"
+  description  = "Identity Cloud Scheduler, Pub/Sub push or Eventarc calls ${each.key} with (OIDC)."
 
-  depends_on = [google_project_service.enabled]
+  depends_on = [terraform_data.apis_ready]
 }
 
 # The lesson-pipeline workflow's identity.
@@ -30,17 +30,25 @@ resource "google_service_account" "workflow" {
   display_name = "Workflow lesson-pipeline"
   description  = "Identity of the lesson-pipeline workflow: calls the transcriber and analyzer, publishes lesson-processed."
 
-  depends_on = [google_project_service.enabled]
+  depends_on = [terraform_data.apis_ready]
 }
 
-# Cloud Build builds the functions as this account, not as the Compute Engine
-# default account (which new projects no longer give broad roles).
-resource "google_service_account" "build" {
-  account_id   = "function-build"
-  display_name = "Function builds"
-  description  = "Builds the functions' images from the source archive."
+#-- Service agents --#
 
-  depends_on = [google_project_service.enabled]
+# Google-managed identities this configuration grants roles to. Cloud Storage
+# makes its agent on demand when asked for it (the data source below); the
+# Pub/Sub, Speech-to-Text and Vertex AI agents exist only once something made
+# them, which `make bootstrap` does (gcloud beta services identity create)
+# before the first apply: on a project where they are missing, the grants
+# below fail with "Service account ... does not exist" (docs/deploy.md).
+locals {
+  pubsub_agent = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+  speech_agent = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-speech.iam.gserviceaccount.com"
+  vertex_agent = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-aiplatform.iam.gserviceaccount.com"
+}
+
+data "google_storage_project_service_account" "gcs" {
+  depends_on = [terraform_data.apis_ready]
 }
 
 #-- Function grants --#
@@ -67,15 +75,40 @@ resource "google_project_iam_member" "function_trace_agent" {
   member  = google_service_account.function[each.key].member
 }
 
-# Bucket roles from each spec's `buckets`, on that bucket only:
+# Bucket roles from each spec's `buckets`, on that bucket only, and under a
+# prefix where the spec names one:
 #   roles/storage.objectViewer https://cloud.google.com/iam/docs/roles-permissions/storage#storage.objectViewer
 #   roles/storage.objectUser   https://cloud.google.com/iam/docs/roles-permissions/storage#storage.objectUser
-# Why: each spec says it next to the role.
+# Why: each spec says it beside the grant. A prefix condition covers object
+# reads and writes; listing is checked against the bucket, which the
+# condition does not match (the functions that list hold a whole-bucket
+# grant).
 resource "google_storage_bucket_iam_member" "function_bucket" {
   for_each = local.function_buckets
 
   bucket = local.bucket_names[each.value.bucket]
   role   = each.value.role
+  member = google_service_account.function[each.value.function].member
+
+  dynamic "condition" {
+    for_each = each.value.prefix == null ? [] : [each.value.prefix]
+    content {
+      title       = "objects under ${condition.value}"
+      description = "Only objects under ${condition.value} of this bucket."
+      expression  = "resource.name.startsWith(\"projects/_/buckets/${local.bucket_names[each.value.bucket]}/objects/${condition.value}\")"
+    }
+  }
+}
+
+# roles/storage.legacyBucketReader: https://cloud.google.com/iam/docs/roles-permissions/storage#storage.legacyBucketReader
+# Why: the functions check at start-up that their buckets can be reached
+# (Bucket.Attrs: storage.buckets.get, in no object role). It also lists
+# object names, never their content.
+resource "google_storage_bucket_iam_member" "function_bucket_reader" {
+  for_each = local.function_bucket_readers
+
+  bucket = local.bucket_names[each.value.bucket]
+  role   = "roles/storage.legacyBucketReader"
   member = google_service_account.function[each.value.function].member
 }
 
@@ -100,11 +133,53 @@ resource "google_project_iam_member" "function_extra" {
   member  = google_service_account.function[each.value.function].member
 }
 
+#-- Service agent grants --#
+
+# roles/storage.objectViewer, roles/storage.objectUser: https://cloud.google.com/iam/docs/roles-permissions/storage
+# Why: BatchRecognize reads the audio segments (raw bucket) and writes its
+# results (artifacts bucket, .../speech/) as the Speech-to-Text service agent,
+# not as the transcriber. Under lessons/ only.
+resource "google_storage_bucket_iam_member" "speech_agent" {
+  for_each = {
+    raw       = "roles/storage.objectViewer"
+    artifacts = "roles/storage.objectUser"
+  }
+
+  bucket = local.bucket_names[each.key]
+  role   = each.value
+  member = local.speech_agent
+
+  condition {
+    title       = "lesson objects"
+    description = "Only objects under lessons/."
+    expression  = "resource.name.startsWith(\"projects/_/buckets/${local.bucket_names[each.key]}/objects/${local.lessons_prefix}\")"
+  }
+
+  depends_on = [terraform_data.apis_ready]
+}
+
+# roles/storage.objectViewer: https://cloud.google.com/iam/docs/roles-permissions/storage#storage.objectViewer
+# Why: Gemini reads a gs:// video part as the Vertex AI service agent (the
+# analyzer passes the video's URI, never its bytes). Under lessons/ only.
+resource "google_storage_bucket_iam_member" "vertex_agent" {
+  bucket = google_storage_bucket.raw.name
+  role   = "roles/storage.objectViewer"
+  member = local.vertex_agent
+
+  condition {
+    title       = "lesson objects"
+    description = "Only objects under lessons/."
+    expression  = "resource.name.startsWith(\"projects/_/buckets/${google_storage_bucket.raw.name}/objects/${local.lessons_prefix}\")"
+  }
+
+  depends_on = [terraform_data.apis_ready]
+}
+
 #-- Invokers --#
 
 # roles/run.invoker: https://cloud.google.com/iam/docs/roles-permissions/run#run.invoker
 # Why: a 2nd gen function is a Cloud Run service; its trigger identity (the
-# scheduler job's, the push subscription's or the Eventarc trigger's) must be
+# scheduler job's, the push subscriptions' or the Eventarc trigger's) must be
 # allowed to call it. No allUsers: the functions are private.
 resource "google_cloud_run_v2_service_iam_member" "trigger_invoker" {
   for_each = local.triggered_functions
@@ -129,8 +204,9 @@ resource "google_cloud_run_v2_service_iam_member" "workflow_invoker" {
 #-- Trigger grants --#
 
 # roles/iam.serviceAccountTokenCreator: https://cloud.google.com/iam/docs/roles-permissions/iam#iam.serviceAccountTokenCreator
-# Why: the Pub/Sub service agent mints the push subscription's OIDC tokens as
-# the trigger identity (needed explicitly in projects made before April 2021).
+# Why: the Pub/Sub service agent mints the OIDC tokens of push subscriptions
+# (ours, and Eventarc's) as the trigger identity (needed explicitly in
+# projects made before April 2021).
 resource "google_service_account_iam_member" "pubsub_agent_token_creator" {
   for_each = local.pushed_functions
 
@@ -150,11 +226,6 @@ resource "google_project_iam_member" "trigger_event_receiver" {
   member  = google_service_account.trigger[each.key].member
 }
 
-# The Cloud Storage service agent, only once a storage-triggered function exists.
-data "google_storage_project_service_account" "gcs" {
-  count = length(local.storage_functions) > 0 ? 1 : 0
-}
-
 # roles/pubsub.publisher: https://cloud.google.com/iam/docs/roles-permissions/pubsub#pubsub.publisher
 # Why: Cloud Storage publishes object notifications to the Pub/Sub topic that
 # Eventarc creates for a storage trigger.
@@ -163,7 +234,7 @@ resource "google_project_iam_member" "gcs_agent_publisher" {
 
   project = var.project_id
   role    = "roles/pubsub.publisher"
-  member  = data.google_storage_project_service_account.gcs[0].member
+  member  = data.google_storage_project_service_account.gcs.member
 }
 
 #-- Workflow grants --#
@@ -177,23 +248,44 @@ resource "google_project_iam_member" "workflow_log_writer" {
 }
 
 # roles/pubsub.publisher: https://cloud.google.com/iam/docs/roles-permissions/pubsub#pubsub.publisher
-# Why: the workflow publishes lesson-processed when both branches are done, and
-# lesson-events when one failed.
+# Why: the workflow publishes lesson-processed when both branches are done.
+# It never announces a failure itself (the functions do), so it has no grant
+# on lesson-events.
 resource "google_pubsub_topic_iam_member" "workflow_publisher" {
-  for_each = toset(["lesson-processed", "lesson-events"])
-
-  topic  = google_pubsub_topic.topic[each.value].id
+  topic  = google_pubsub_topic.topic[local.topic_processed].id
   role   = "roles/pubsub.publisher"
   member = google_service_account.workflow.member
 }
 
-#-- Build grants --#
+#-- Waits --#
 
-# roles/cloudbuild.builds.builder: https://cloud.google.com/iam/docs/roles-permissions/cloudbuild#cloudbuild.builds.builder
-# Why: the build account reads the source archive, writes the image to
-# Artifact Registry and writes build logs.
-resource "google_project_iam_member" "build_builder" {
-  project = var.project_id
-  role    = "roles/cloudbuild.builds.builder"
-  member  = google_service_account.build.member
+# The grants a deploy uses within seconds of being made: the build account's
+# (the build starts at once), the secrets' (Cloud Run checks that the runtime
+# identity can read them when it creates the revision), and Eventarc's (the
+# trigger is validated when it is created). IAM documents that a change
+# usually applies within 2 minutes and can take 7 or more: the functions wait
+# var.iam_propagation_seconds after the last of these, once, and again only
+# when one of them is added. A deploy that still meets "Permission denied"
+# here succeeds when run again (the rest is in place; only the failed
+# functions are created then).
+resource "terraform_data" "deploy_grants_ready" {
+  triggers_replace = sort(concat(
+    keys(local.function_secrets),
+    keys(local.storage_functions),
+    keys(local.pushed_functions),
+    [for k, v in local.build_roles : "build/${k}"],
+  ))
+
+  provisioner "local-exec" {
+    command = "sleep ${var.iam_propagation_seconds}"
+  }
+
+  depends_on = [
+    google_project_iam_member.build,
+    google_artifact_registry_repository_iam_member.build_writer,
+    google_secret_manager_secret_iam_member.function_accessor,
+    google_project_iam_member.trigger_event_receiver,
+    google_project_iam_member.gcs_agent_publisher,
+    google_service_account_iam_member.pubsub_agent_token_creator,
+  ]
 }

@@ -1,32 +1,35 @@
-#-- Detection schedule --#
+#-- Schedules --#
 
-# Calls the private detector with an OIDC token of the detector's trigger
-# identity (which holds roles/run.invoker on it, iam.tf).
-resource "google_cloud_scheduler_job" "detection" {
-  name        = "detection"
-  description = "Runs the detector: reads Hotmart, emits lesson-discovered events."
+# One Cloud Scheduler job per function whose spec has a schedule: the
+# detector ("detection") and the sweeper ("sweep"). Each calls its private
+# function with an OIDC token of the function's trigger identity (which holds
+# roles/run.invoker on it, iam.tf). Run one now with
+#   gcloud scheduler jobs run detection --location REGION
+resource "google_cloud_scheduler_job" "job" {
+  for_each = local.scheduled_functions
+
+  name        = each.value.schedule.job
+  description = each.value.description
   region      = var.region
-  schedule    = var.detection_schedule
-  time_zone   = var.detection_time_zone
-  # How long the scheduler waits for the detector's answer (HTTP targets allow
-  # up to 30 minutes).
-  attempt_deadline = "${local.functions.detector.timeout}s"
+  schedule    = each.value.schedule.cron
+  time_zone   = var.schedule_time_zone
+  # How long the scheduler waits for the answer (HTTP targets: 15 s to 30 min).
+  attempt_deadline = "${min(each.value.timeout, 1800)}s"
 
   http_target {
     http_method = "POST"
-    uri         = google_cloudfunctions2_function.function["detector"].service_config[0].uri
+    uri         = google_cloudfunctions2_function.function[each.key].service_config[0].uri
     headers     = { "Content-Type" = "application/json" }
     body        = base64encode(jsonencode({ trigger = "schedule" }))
 
     oidc_token {
-      service_account_email = google_service_account.trigger["detector"].email
-      audience              = google_cloudfunctions2_function.function["detector"].service_config[0].uri
+      service_account_email = google_service_account.trigger[each.key].email
+      audience              = google_cloudfunctions2_function.function[each.key].service_config[0].uri
     }
   }
 
-  # A failed run is retried once; the next scheduled run catches up anyway.
   retry_config {
-    retry_count          = 1
+    retry_count          = each.value.schedule.retry_count
     min_backoff_duration = "60s"
   }
 

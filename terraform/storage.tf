@@ -3,9 +3,11 @@
 # Bucket names are global: they start with the project id. No force_destroy:
 # `terraform destroy` stops at a bucket that still holds objects.
 
-# Downloaded lesson videos (lessons/{lessonId}/v{version}/source.{ext}) and
-# the producer's master files (MEDIA_INGEST_PREFIX). In var.region: the
-# Eventarc trigger on object finalize must be in the bucket's region.
+# Downloaded lesson videos (lessons/{lessonId}/v{version}/source.{ext}, and
+# the audio segments cut from them) and the producer's master files
+# (MEDIA_INGEST_PREFIX, the producer's only copy: only readers hold a grant
+# outside lessons/, iam.tf). In var.region: the Eventarc trigger on object
+# finalize must be in the bucket's region.
 resource "google_storage_bucket" "raw" {
   name                        = "${var.project_id}-raw"
   location                    = var.region
@@ -26,7 +28,7 @@ resource "google_storage_bucket" "raw" {
     }
   }
 
-  depends_on = [google_project_service.enabled]
+  depends_on = [terraform_data.apis_ready]
 }
 
 # Transcripts, analyses, enrichments, knowledge documents and chunks. Kept:
@@ -53,10 +55,11 @@ resource "google_storage_bucket" "artifacts" {
     }
   }
 
-  depends_on = [google_project_service.enabled]
+  depends_on = [terraform_data.apis_ready]
 }
 
-# Function source archives, uploaded by cloudbuild.yaml as source/<commit>.zip.
+# Function source archives: Terraform uploads `make package`'s archive as
+# source/<sha256>.zip (build.tf) and deletes the one it replaces.
 resource "google_storage_bucket" "source" {
   name                        = "${var.project_id}-source"
   location                    = var.region
@@ -64,10 +67,20 @@ resource "google_storage_bucket" "source" {
   public_access_prevention    = "enforced"
   labels                      = var.labels
 
-  # No lifecycle rule: a function rebuilds from its archive when its
-  # configuration changes, so the archive in use must stay.
+  # Archives have no lifecycle rule: the one in use must stay (Terraform
+  # removes the old one once the functions have moved to the new). The
+  # sources `make cloudbuild` stages under staging/ go after a week.
+  lifecycle_rule {
+    condition {
+      age            = 7
+      matches_prefix = ["staging/"]
+    }
+    action {
+      type = "Delete"
+    }
+  }
 
-  depends_on = [google_project_service.enabled]
+  depends_on = [terraform_data.apis_ready]
 }
 
 locals {

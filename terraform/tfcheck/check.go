@@ -107,10 +107,30 @@ func (c *checker) checkOther(b *hclsyntax.Block) {
 	}
 }
 
+// builtinResources are the resource types Terraform itself provides
+// (terraform.io/builtin/terraform), which need no provider: terraform_data
+// holds the configuration's waits (a local-exec provisioner).
+var builtinResources = map[string]*Block{
+	"terraform_data": {
+		Attributes: map[string]*Attribute{
+			"input":            {},
+			"triggers_replace": {},
+			"output":           {Computed: true},
+			"id":               {Computed: true},
+		},
+		Blocks: map[string]*NestedBlock{},
+	},
+}
+
 func (c *checker) checkResource(r *Resource) {
 	schemas, kind := c.s.Resource, "resource"
 	if r.Mode == "data" {
 		schemas, kind = c.s.Data, "data source"
+	}
+	if b, ok := builtinResources[r.Type]; ok && r.Mode == "resource" {
+		sc := scope{each: r.Attr("for_each") != nil, count: r.Attr("count") != nil}
+		c.checkBody(r.Block.Body, b, r.Addr(), sc, true)
+		return
 	}
 	sc := scope{each: r.Attr("for_each") != nil, count: r.Attr("count") != nil}
 	if sc.each && sc.count {
@@ -122,6 +142,15 @@ func (c *checker) checkResource(r *Resource) {
 			r.Addr(), kind, r.Type, c.s.Provider, c.s.Version, suggest(r.Type, sortedKeys(schemas)))
 	}
 	c.checkBody(r.Block.Body, b, r.Addr(), sc, true)
+}
+
+// resourceSchema is the schema of a resource type: the provider's, or
+// Terraform's own for a built-in type.
+func (c *checker) resourceSchema(typ string) *Block {
+	if b, ok := builtinResources[typ]; ok {
+		return b
+	}
+	return c.s.Resource[typ]
 }
 
 // checkBody checks a block body against b (nil: unknown, references only).
@@ -288,7 +317,7 @@ func (c *checker) checkExpr(expr hclsyntax.Expression, sc scope) {
 			}
 		case root != "data" && len(names) >= 2:
 			if r := c.cfg.Find("resource", names[0], names[1]); r != nil {
-				c.checkRefPath(full, 2, r, c.s.Resource[r.Type])
+				c.checkRefPath(full, 2, r, c.resourceSchema(r.Type))
 			}
 		}
 		return nil
@@ -392,7 +421,7 @@ func (c *checker) checkTraversal(t hcl.Traversal, sc scope) {
 			c.add(rng, "%s.%s is not declared%s", root, name, suggest(name, declared))
 			return
 		}
-		c.checkRefPath(t, 2, r, c.s.Resource[root])
+		c.checkRefPath(t, 2, r, c.resourceSchema(root))
 	}
 }
 

@@ -2,54 +2,82 @@ package tfcheck
 
 import (
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"reflect"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/goccy/go-yaml"
 	"github.com/zclconf/go-cty/cty"
 
+	"github.com/coursekb/pipeline/functions/starter"
+	"github.com/coursekb/pipeline/shared/analyze"
 	"github.com/coursekb/pipeline/shared/config"
+	"github.com/coursekb/pipeline/shared/enrich"
+	"github.com/coursekb/pipeline/shared/transcribe"
+	"github.com/coursekb/pipeline/shared/vectorsync"
 )
 
-// stages are the function names of DESIGN.md (one name per concept).
-var stages = []string{"detector", "downloader", "starter", "transcriber", "analyzer", "enricher", "syncer", "notifier"}
-
 // functionConfigs maps each function to the configuration struct it loads
-// (shared/config); functions not listed yet are checked by name only.
+// (its NewFromEnv). Every registered function must be listed.
 var functionConfigs = map[string]any{
-	"detector":   config.Detector{},
-	"downloader": config.Downloader{},
+	"detector":    config.Detector{},
+	"downloader":  config.Downloader{},
+	"sweeper":     config.Sweeper{},
+	"starter":     starter.Config{},
+	"transcriber": transcribe.Config{},
+	"analyzer":    analyze.Config{},
+	"enricher":    enrich.Config{},
+	"syncer":      vectorsync.Config{},
+	"notifier":    config.Notifier{},
+	"replayer":    config.Common{},
 }
 
-// knownEnv are the variables the functions read (the brief of terraform/).
-var knownEnv = []string{
-	"GOOGLE_CLOUD_PROJECT", "RAW_BUCKET", "ARTIFACTS_BUCKET", "HOTMART_BASE_URL",
-	"HOTMART_TOKEN_URL", "HOTMART_CLIENT_ID", "HOTMART_CLIENT_SECRET", "HOTMART_BASIC_TOKEN",
-	"COURSE_CATALOG", "MEDIA_MANIFEST_URI", "MEDIA_INGEST_PREFIX", "MAX_MEDIA_BYTES",
-	"DETECTION_BUDGET", "LOG_LEVEL",
+// leases are, per function, the variable holding how long a claim on its
+// stage lasts: a claim must outlast the function's timeout, or a
+// redelivery would start the same work a second time.
+var leases = map[string]string{
+	"downloader":  "DOWNLOAD_LEASE",
+	"transcriber": "TRANSCRIBE_EXTRACT_LEASE",
+	"analyzer":    "ANALYZE_LEASE",
+	"enricher":    "ENRICH_LEASE",
+	"syncer":      "SYNC_LEASE",
 }
 
-// envTags returns a config struct's variables: name => required.
-func envTags(t reflect.Type, into map[string]bool) map[string]bool {
+// envField is one variable a configuration struct reads.
+type envField struct {
+	Required bool
+	Default  string
+	Type     reflect.Type
+}
+
+// envFields returns a config struct's variables, embedded structs included.
+func envFields(t reflect.Type, into map[string]envField) map[string]envField {
 	for i := range t.NumField() {
 		f := t.Field(i)
 		if f.Anonymous && f.Type.Kind() == reflect.Struct {
-			envTags(f.Type, into)
+			envFields(f.Type, into)
 			continue
 		}
 		name, opts, _ := strings.Cut(f.Tag.Get("env"), ",")
 		if name != "" {
-			into[name] = slices.Contains(strings.Split(opts, ","), "required")
+			into[name] = envField{
+				Required: slices.Contains(strings.Split(opts, ","), "required"),
+				Default:  f.Tag.Get("envDefault"),
+				Type:     f.Type,
+			}
 		}
 	}
 	return into
+}
+
+func configFields(name string) (map[string]envField, bool) {
+	c, ok := functionConfigs[name]
+	if !ok {
+		return nil, false
+	}
+	return envFields(reflect.TypeOf(c), map[string]envField{}), true
 }
 
 func stringSet(t *testing.T, v cty.Value, what string) []string {
@@ -87,137 +115,307 @@ func str(v cty.Value) string {
 	return v.AsString()
 }
 
-// TestFunctionSpecs checks local.functions, the one map every function is
-// declared in, against the topics, secrets, buckets and configuration it
-// names.
-func TestFunctionSpecs(t *testing.T) {
-	t.Parallel()
-	cfg, _ := mustLoad(t)
-	e := NewEval(cfg)
-	fns := cfg.OfType("google_cloudfunctions2_function")
-	if len(fns) != 1 || cfg.Text(fns[0].Attr("for_each").Expr.Range()) != "local.functions" {
-		t.Fatalf("want one google_cloudfunctions2_function with for_each = local.functions, got %d blocks", len(fns))
+func num(v cty.Value) (int64, bool) {
+	if v.IsNull() || !v.IsKnown() || v.Type() != cty.Number {
+		return 0, false
 	}
+	n, _ := v.AsBigFloat().Int64()
+	return n, true
+}
+
+func boolean(v cty.Value) bool {
+	return !v.IsNull() && v.IsKnown() && v.Type() == cty.Bool && v.True()
+}
+
+// attr reads an attribute of an object value, or null when it has none.
+func attr(v cty.Value, name string) cty.Value {
+	if v.IsNull() || !v.IsKnown() || !v.Type().IsObjectType() || !v.Type().HasAttribute(name) {
+		return cty.NullVal(cty.DynamicPseudoType)
+	}
+	return v.GetAttr(name)
+}
+
+// spec is one entry of local.functions, decoded.
+type spec struct {
+	Name          string
+	EntryPoint    string
+	Timeout       int64
+	Schedule      cty.Value
+	Workflow      bool
+	Storage       bool
+	Subscriptions []subscriptionSpec
+	DeadLetters   bool
+	Env           map[string]cty.Value // plain, common_env included; empty values left out
+	Secrets       []string
+	Publishes     []string
+	Buckets       []bucketGrant
+	Roles         []string
+}
+
+type subscriptionSpec struct {
+	Topic, Filter string
+	DeadLetter    bool
+}
+
+type bucketGrant struct{ Bucket, Role, Prefix string }
+
+// specFields are the fields every entry of local.functions has
+// (functions.tf's header).
+var specFields = []string{
+	"description", "entry_point", "memory", "cpu", "timeout", "max_instances", "concurrency",
+	"schedule", "workflow", "storage", "subscriptions", "dead_letters",
+	"env", "secrets", "publishes", "buckets", "roles",
+}
+
+// decodeSpecs reads local.functions.
+func decodeSpecs(t *testing.T, e *Eval) map[string]spec {
+	t.Helper()
 	functions, err := e.Local("functions")
 	if err != nil {
 		t.Fatal(err)
 	}
-	topics := topicNames(t, cfg, e, nil)
-	secrets, _ := e.Local("secrets")
-	buckets, _ := e.Local("bucket_names")
-	commonEnv, _ := e.Local("common_env")
-	secretNames := stringSet(t, secrets, "local.secrets")
-	bucketKeys := stringSet(t, buckets, "local.bucket_names")
-
+	commonEnv, err := e.Local("common_env")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]spec{}
 	for it := functions.ElementIterator(); it.Next(); {
 		k, f := it.Element()
 		name := k.AsString()
-		get := func(attr string) cty.Value {
-			if !f.Type().IsObjectType() || !f.Type().HasAttribute(attr) {
-				t.Errorf("function %s: spec has no %q", name, attr)
-				return cty.NullVal(cty.DynamicPseudoType)
-			}
-			return f.GetAttr(attr)
-		}
-		if !slices.Contains(stages, name) {
-			t.Errorf("function %q is not a stage of DESIGN.md (%v)", name, stages)
-		}
-		if len("fn-"+name) > 30 || len(name+"-trigger") > 30 {
-			t.Errorf("function %q: name too long for its service account ids (30 characters)", name)
-		}
-		if ep := str(get("entry_point")); ep == "" || strings.ToUpper(ep[:1]) != ep[:1] {
-			t.Errorf("function %s: entry_point %q must be an exported Go name", name, ep)
-		}
-		trigger := str(get("trigger"))
-		topic := str(get("topic"))
-		switch trigger {
-		case "pubsub":
-			if !slices.Contains(topics, topic) {
-				t.Errorf("function %s: trigger topic %q is not a declared topic %v", name, topic, topics)
-			}
-		case "scheduler", "storage", "workflow":
-			if topic != "" {
-				t.Errorf("function %s: topic %q is set but trigger is %s", name, topic, trigger)
-			}
-		default:
-			t.Errorf("function %s: trigger %q is not scheduler, pubsub, storage or workflow", name, trigger)
-		}
-		if tv := get("timeout"); tv.IsKnown() && !tv.IsNull() {
-			secs, _ := tv.AsBigFloat().Int64()
-			limit := int64(3600) // HTTP functions
-			if trigger == "storage" {
-				limit = 540 // event-driven functions
-			}
-			if secs < 1 || secs > limit {
-				t.Errorf("function %s: timeout %ds outside 1..%d for a %s trigger", name, secs, limit, trigger)
+		for _, field := range specFields {
+			if !f.Type().IsObjectType() || !f.Type().HasAttribute(field) {
+				t.Errorf("function %s: spec has no %q (functions.tf lists the fields of an entry)", name, field)
 			}
 		}
-		for _, p := range stringSet(t, get("publishes"), name+".publishes") {
-			if !slices.Contains(topics, p) {
-				t.Errorf("function %s publishes to %q, not a declared topic %v", name, p, topics)
-			}
+		s := spec{
+			Name:        name,
+			EntryPoint:  str(attr(f, "entry_point")),
+			Schedule:    attr(f, "schedule"),
+			Workflow:    boolean(attr(f, "workflow")),
+			Storage:     boolean(attr(f, "storage")),
+			DeadLetters: boolean(attr(f, "dead_letters")),
+			Env:         map[string]cty.Value{},
+			Secrets:     stringSet(t, attr(f, "secrets"), name+".secrets"),
+			Publishes:   stringSet(t, attr(f, "publishes"), name+".publishes"),
+			Roles:       stringSet(t, attr(f, "roles"), name+".roles"),
 		}
-		for _, b := range stringSet(t, get("buckets"), name+".buckets") {
-			if !slices.Contains(bucketKeys, b) {
-				t.Errorf("function %s: bucket %q is not a key of local.bucket_names %v", name, b, bucketKeys)
-			}
-		}
-		fnSecrets := stringSet(t, get("secrets"), name+".secrets")
-		for _, s := range fnSecrets {
-			if !slices.Contains(secretNames, s) {
-				t.Errorf("function %s: secret %q is not a key of local.secrets %v", name, s, secretNames)
-			}
-		}
-
-		// Environment: what Terraform sets against what the function reads.
-		set := map[string]string{}
-		for _, src := range []cty.Value{commonEnv, get("env")} {
+		s.Timeout, _ = num(attr(f, "timeout"))
+		for _, src := range []cty.Value{commonEnv, attr(f, "env")} {
 			if src.IsNull() || !src.IsKnown() {
 				continue
 			}
 			for it := src.ElementIterator(); it.Next(); {
 				k, v := it.Element()
-				set[k.AsString()] = str(v)
+				if v.IsKnown() && !v.IsNull() && v.Type() == cty.String && v.AsString() == "" {
+					delete(s.Env, k.AsString()) // left out (functions.tf function_env)
+					continue
+				}
+				s.Env[k.AsString()] = v
 			}
 		}
-		for _, s := range fnSecrets {
-			if _, dup := set[s]; dup {
-				t.Errorf("function %s: %s is both a plain and a secret variable", name, s)
+		if subs := attr(f, "subscriptions"); subs.IsKnown() && !subs.IsNull() {
+			for it := subs.ElementIterator(); it.Next(); {
+				_, sub := it.Element()
+				s.Subscriptions = append(s.Subscriptions, subscriptionSpec{
+					Topic: str(attr(sub, "topic")), Filter: str(attr(sub, "filter")), DeadLetter: boolean(attr(sub, "dead_letter")),
+				})
 			}
-			set[s] = "(secret)"
 		}
-		read := map[string]bool{}
-		if c, ok := functionConfigs[name]; ok {
-			read = envTags(reflect.TypeOf(c), read)
-			for v, required := range read {
-				if _, ok := set[v]; required && !ok {
-					t.Errorf("function %s: %s is required by shared/config but Terraform does not set it", name, v)
+		if bs := attr(f, "buckets"); bs.IsKnown() && !bs.IsNull() {
+			for it := bs.ElementIterator(); it.Next(); {
+				_, b := it.Element()
+				s.Buckets = append(s.Buckets, bucketGrant{Bucket: str(attr(b, "bucket")), Role: str(attr(b, "role")), Prefix: str(attr(b, "prefix"))})
+			}
+		}
+		out[name] = s
+	}
+	return out
+}
+
+// switchedOn is every optional setting switched on, so that the checks see
+// the optional environment and secrets too.
+var switchedOn = map[string]cty.Value{
+	"notify_slack":     cty.True,
+	"smtp_host":        cty.StringVal("smtp.example.com"),
+	"smtp_user":        cty.StringVal("pipeline"),
+	"mail_from":        cty.StringVal("pipeline@example.com"),
+	"mail_to":          cty.ListVal([]cty.Value{cty.StringVal("ops@example.com")}),
+	"course_languages": cty.MapVal(map[string]cty.Value{"4100001": cty.StringVal("pt-BR")}),
+	"course_catalog": cty.MapVal(map[string]cty.Value{"4100001": cty.ObjectVal(map[string]cty.Value{
+		"subdomain": cty.StringVal("club"), "school": cty.StringVal("programacion"),
+	})}),
+	"media_manifest_uri": cty.StringVal("gs://example-raw/media/manifest.json"),
+}
+
+// TestFunctionSpecs checks local.functions, the one map every function is
+// declared in, against the Go code: every function the root package
+// registers is deployed with its entry point and a trigger of its kind, with
+// the environment its configuration reads, and nothing else.
+func TestFunctionSpecs(t *testing.T) {
+	t.Parallel()
+	cfg, _ := mustLoad(t)
+	fns := cfg.OfType("google_cloudfunctions2_function")
+	if len(fns) != 1 || cfg.Text(fns[0].Attr("for_each").Expr.Range()) != "local.functions" {
+		t.Fatalf("want one google_cloudfunctions2_function with for_each = local.functions, got %d blocks", len(fns))
+	}
+	registered := registeredFunctions(t)
+	for _, eval := range []struct {
+		name string
+		e    *Eval
+	}{{"defaults", NewEval(cfg)}, {"optional settings on", NewEvalWith(cfg, switchedOn)}} {
+		t.Run(eval.name, func(t *testing.T) {
+			e := eval.e
+			specs := decodeSpecs(t, e)
+			topics := topicNames(t, cfg, e, nil)
+			secrets, _ := e.Local("secrets")
+			buckets, _ := e.Local("bucket_names")
+			secretNames := stringSet(t, secrets, "local.secrets")
+			bucketKeys := stringSet(t, buckets, "local.bucket_names")
+
+			for name, rf := range registered {
+				s, ok := specs[name]
+				switch {
+				case !ok:
+					t.Errorf("functions.go registers %s (%s) but local.functions does not deploy it", name, rf.EntryPoint)
+					continue
+				case s.EntryPoint != rf.EntryPoint:
+					t.Errorf("function %s: entry_point %q, but functions/%s registers %q", name, s.EntryPoint, name, rf.EntryPoint)
+				}
+				// Who calls it must fit how it is registered.
+				scheduled := !s.Schedule.IsNull()
+				evented := s.Storage || len(s.Subscriptions) > 0 || s.DeadLetters
+				switch rf.Kind {
+				case "HTTP":
+					if scheduled == s.Workflow || evented {
+						t.Errorf("function %s is an HTTP function: it needs exactly one of schedule and workflow, and no subscriptions or storage trigger", name)
+					}
+				case "CloudEvent":
+					if !evented || scheduled || s.Workflow {
+						t.Errorf("function %s is a CloudEvent function: it needs subscriptions, dead_letters or a storage trigger, and no schedule or workflow", name)
+					}
 				}
 			}
-		}
-		for v, val := range set {
-			if _, reads := read[v]; !reads && !slices.Contains(knownEnv, v) {
-				t.Errorf("function %s: Terraform sets %s, which no function reads (known: %v)", name, v, knownEnv)
+			for name := range specs {
+				if _, ok := registered[name]; !ok {
+					t.Errorf("local.functions deploys %q, which functions.go does not register (root package imports: %v)", name, keysOf(registered))
+				}
 			}
-			checkEnvValue(t, name, v, val)
+
+			for name, s := range specs {
+				if len("fn-"+name) > 30 || len(name+"-trigger") > 30 {
+					t.Errorf("function %q: name too long for its service account ids (30 characters)", name)
+				}
+				limit := int64(3600) // HTTP functions, and Pub/Sub push
+				if s.Storage {
+					limit = 540 // a function with an Eventarc trigger
+				}
+				if s.Timeout < 1 || s.Timeout > limit {
+					t.Errorf("function %s: timeout %ds outside 1..%d", name, s.Timeout, limit)
+				}
+				for _, p := range s.Publishes {
+					if !slices.Contains(topics, p) {
+						t.Errorf("function %s publishes to %q, not a declared topic %v", name, p, topics)
+					}
+				}
+				for _, sub := range s.Subscriptions {
+					if !slices.Contains(topics, sub.Topic) {
+						t.Errorf("function %s subscribes to %q, not a declared topic %v", name, sub.Topic, topics)
+					}
+				}
+				for _, b := range s.Buckets {
+					if !slices.Contains(bucketKeys, b.Bucket) {
+						t.Errorf("function %s: bucket %q is not a key of local.bucket_names %v", name, b.Bucket, bucketKeys)
+					}
+					if b.Prefix != "" && !strings.HasSuffix(b.Prefix, "/") {
+						t.Errorf("function %s: bucket prefix %q must end in / (a prefix of object names)", name, b.Prefix)
+					}
+				}
+				for _, r := range s.Roles {
+					if !strings.HasPrefix(r, "roles/") {
+						t.Errorf("function %s: role %q is not a predefined role", name, r)
+					}
+				}
+				checkEnv(t, name, s, secretNames)
+			}
+		})
+	}
+}
+
+// checkEnv compares what Terraform sets with what the function's
+// configuration reads.
+func checkEnv(t *testing.T, name string, s spec, secretNames []string) {
+	t.Helper()
+	fields, ok := configFields(name)
+	if !ok {
+		t.Errorf("function %s: no configuration struct in functionConfigs: say which one its NewFromEnv loads", name)
+		return
+	}
+	set := map[string]string{}
+	for k, v := range s.Env {
+		set[k] = str(v)
+		if slices.Contains(secretNames, k) {
+			t.Errorf("function %s: %s is a secret (local.secrets) but is set as plain environment", name, k)
+		}
+	}
+	for _, sec := range s.Secrets {
+		if _, dup := set[sec]; dup {
+			t.Errorf("function %s: %s is both a plain and a secret variable", name, sec)
+		}
+		if !slices.Contains(secretNames, sec) {
+			t.Errorf("function %s: secret %q is not a key of local.secrets %v", name, sec, secretNames)
+		}
+		if _, reads := fields[sec]; !reads {
+			t.Errorf("function %s: Terraform gives it the secret %s, which its configuration does not read", name, sec)
+		}
+		set[sec] = "(secret)"
+	}
+	for v, f := range fields {
+		if _, ok := set[v]; f.Required && !ok {
+			t.Errorf("function %s: %s is required by its configuration but Terraform does not set it", name, v)
+		}
+	}
+	for v, val := range set {
+		f, reads := fields[v]
+		if !reads {
+			t.Errorf("function %s: Terraform sets %s, which its configuration does not read", name, v)
+			continue
+		}
+		checkEnvValue(t, name, v, val, f)
+	}
+	if lease, ok := leases[name]; ok {
+		val := set[lease]
+		if val == "" {
+			val = fields[lease].Default
+		}
+		d, err := time.ParseDuration(val)
+		if err != nil || d < time.Duration(s.Timeout)*time.Second {
+			t.Errorf("function %s: %s %q must outlast the function's timeout (%ds): a redelivery would find the claim expired", name, lease, val, s.Timeout)
 		}
 	}
 }
 
-// checkEnvValue checks the values Terraform knows offline (variable defaults).
-func checkEnvValue(t *testing.T, fn, name, val string) {
+// checkEnvValue checks a value Terraform knows offline against the type the
+// configuration parses it into.
+func checkEnvValue(t *testing.T, fn, name, val string, f envField) {
+	t.Helper()
 	if val == "" || val == "(secret)" {
 		return
 	}
+	var err error
+	switch {
+	case f.Type == reflect.TypeOf(time.Duration(0)):
+		_, err = time.ParseDuration(val)
+	case f.Type.Kind() >= reflect.Int && f.Type.Kind() <= reflect.Int64:
+		_, err = strconv.ParseInt(val, 10, 64)
+	case f.Type.Kind() == reflect.Float64:
+		_, err = strconv.ParseFloat(val, 64)
+	case f.Type.Kind() == reflect.Bool:
+		_, err = strconv.ParseBool(val)
+	}
+	if err != nil {
+		t.Errorf("function %s: %s=%q does not parse as %s: %v", fn, name, val, f.Type, err)
+	}
 	switch name {
-	case "DETECTION_BUDGET":
-		if _, err := time.ParseDuration(val); err != nil {
-			t.Errorf("function %s: DETECTION_BUDGET %q is not a Go duration: %v", fn, val, err)
-		}
-	case "MAX_MEDIA_BYTES":
-		if _, err := strconv.ParseInt(val, 10, 64); err != nil {
-			t.Errorf("function %s: MAX_MEDIA_BYTES %q is not an integer: %v", fn, val, err)
-		}
 	case "COURSE_CATALOG":
 		var catalog map[string]struct {
 			Subdomain string `json:"subdomain"`
@@ -226,143 +424,106 @@ func checkEnvValue(t *testing.T, fn, name, val string) {
 		if err := json.Unmarshal([]byte(val), &catalog); err != nil {
 			t.Errorf("function %s: COURSE_CATALOG %q is not {product id: {subdomain, school}}: %v", fn, val, err)
 		}
-	}
-}
-
-var (
-	topicRef  = regexp.MustCompile(`/topics/([A-Za-z0-9._~%+-]+)`)
-	getEnvRef = regexp.MustCompile(`sys\.get_env\("([A-Z0-9_]+)"\)`)
-)
-
-// workflowBuiltinEnv are the variables Workflows sets itself.
-var workflowBuiltinEnv = []string{
-	"GOOGLE_CLOUD_PROJECT_ID", "GOOGLE_CLOUD_PROJECT_NUMBER", "GOOGLE_CLOUD_LOCATION",
-	"GOOGLE_CLOUD_WORKFLOW_ID", "GOOGLE_CLOUD_WORKFLOW_REVISION_ID", "GOOGLE_CLOUD_WORKFLOW_EXECUTION_ID",
-}
-
-// walk calls fn on every map and string of a decoded YAML document.
-func walk(v any, fn func(any)) {
-	fn(v)
-	switch x := v.(type) {
-	case map[string]any:
-		for _, e := range x {
-			walk(e, fn)
-		}
-	case []any:
-		for _, e := range x {
-			walk(e, fn)
+	case "COURSE_LANGUAGES":
+		var langs map[string]string
+		if err := json.Unmarshal([]byte(val), &langs); err != nil {
+			t.Errorf("function %s: COURSE_LANGUAGES %q is not {course id: language}: %v", fn, val, err)
 		}
 	}
 }
 
-// TestWorkflows checks every workflows/*.yaml: it parses, deploys from
-// Terraform, names only declared topics, publishes lesson-processed, calls
-// functions with OIDC, and reads the URL of each workflow-triggered function.
-func TestWorkflows(t *testing.T) {
+func keysOf[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// publishers are the topics each function's code publishes to, and why
+// (read from the Go code; a function's spec must grant these and no more).
+var publishers = map[string]struct {
+	topics []string
+	why    string
+}{
+	"detector":    {outboxTopics, "its own events (discovered, processed, removed), and each run flushes every lesson's outbox (shared/detect outbox.go)"},
+	"sweeper":     {outboxTopics, "re-drives any step and flushes every outbox (shared/sweep, shared/relay)"},
+	"replayer":    {outboxTopics, "re-emits the event of the step a replay starts from (shared/replay)"},
+	"downloader":  {[]string{"lesson-events"}, "announces a download failed for good"},
+	"starter":     {[]string{"lesson-events"}, "announces a start failed for good"},
+	"transcriber": {[]string{"lesson-events"}, "announces a transcription failed for good"},
+	"analyzer":    {[]string{"lesson-events"}, "announces an analysis failed for good"},
+	"enricher":    {[]string{"lesson-enriched", "lesson-events"}, "publishes lesson-enriched; announces a failure"},
+	"syncer":      {[]string{"lesson-events"}, "announces synced, or a failure"},
+	"notifier":    {nil, "publishes nothing"},
+}
+
+// outboxTopics are the topics lessonstate.TopicFor sends outbox entries to.
+var outboxTopics = []string{"lesson-discovered", "lesson-downloaded", "lesson-enriched", "lesson-events", "lesson-processed"}
+
+func TestPublishGrants(t *testing.T) {
+	t.Parallel()
+	cfg, _ := mustLoad(t)
+	specs := decodeSpecs(t, NewEval(cfg))
+	for name, s := range specs {
+		want, ok := publishers[name]
+		if !ok {
+			t.Errorf("function %s: add what its code publishes to `publishers` in this test", name)
+			continue
+		}
+		got := slices.Sorted(slices.Values(s.Publishes))
+		w := slices.Sorted(slices.Values(want.topics))
+		if !slices.Equal(got, w) {
+			t.Errorf("function %s publishes %v in Terraform; its code needs %v (%s)", name, got, w, want.why)
+		}
+	}
+	r := cfg.Find("resource", "google_pubsub_topic_iam_member", "function_publisher")
+	if r == nil || cfg.Text(r.Attr("for_each").Expr.Range()) != "local.function_publishes" {
+		t.Errorf("want google_pubsub_topic_iam_member.function_publisher with for_each = local.function_publishes")
+	}
+}
+
+// TestEveryTopicHasASubscriber checks that every topic shared/events names
+// is declared, and that every declared topic (dead-letter topics included)
+// has a subscription or a retention: Pub/Sub drops a message published to a
+// topic without subscriptions.
+func TestEveryTopicHasASubscriber(t *testing.T) {
 	t.Parallel()
 	cfg, _ := mustLoad(t)
 	e := NewEval(cfg)
-	topics := topicNames(t, cfg, e, nil)
-	paths, _ := filepath.Glob(filepath.Join(cfg.Dir, "..", "workflows", "*.yaml"))
-	if len(paths) == 0 {
-		t.Fatal("no workflows/*.yaml")
-	}
-	deployed := map[string]bool{}
-	for _, r := range cfg.OfType("google_workflows_workflow") {
-		src := r.Attr("source_contents")
-		if src == nil {
-			t.Errorf("%s has no source_contents", r.Addr())
-			continue
-		}
-		v, err := e.Value(Instance{}, src.Expr)
-		if err != nil || !v.IsKnown() {
-			t.Errorf("%s: source_contents cannot be read offline: %v", r.Addr(), err)
-			continue
-		}
-		deployed[v.AsString()] = true
-	}
-	functions, _ := e.Local("functions")
-	var workflowFns []string
-	for it := functions.ElementIterator(); it.Next(); {
-		k, f := it.Element()
-		if str(f.GetAttr("trigger")) == "workflow" {
-			workflowFns = append(workflowFns, k.AsString())
+	names := topicNames(t, cfg, e, nil)
+	for c, topic := range eventTopics(t) {
+		if !slices.Contains(names, topic) {
+			t.Errorf("events.%s = %q is not a declared topic %v", c, topic, names)
 		}
 	}
-
-	for _, p := range paths {
-		src, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		name := filepath.Base(p)
-		if !deployed[string(src)] {
-			t.Errorf("%s is not the source_contents of any google_workflows_workflow", name)
-		}
-		var doc map[string]any
-		if err := yaml.Unmarshal(src, &doc); err != nil {
-			t.Errorf("%s does not parse: %v", name, err)
+	subscribed := map[string]bool{}
+	subs, _ := e.Local("subscriptions")
+	for it := subs.ElementIterator(); it.Next(); {
+		_, s := it.Element()
+		subscribed[str(attr(s, "topic"))] = true
+	}
+	for _, h := range heldTopics(t, cfg, e) {
+		subscribed[h] = true
+	}
+	// A topic block with message_retention_duration keeps messages for a
+	// subscriber to come.
+	retained := map[string]bool{}
+	for _, r := range cfg.OfType("google_pubsub_topic") {
+		if r.Attr("message_retention_duration") == nil {
 			continue
 		}
-		mainDef, ok := doc["main"].(map[string]any)
-		if !ok || mainDef["steps"] == nil {
-			t.Errorf("%s: no main workflow with steps", name)
-			continue
-		}
-		var published, branches []string
-		walk(doc, func(v any) {
-			switch x := v.(type) {
-			case string:
-				for _, m := range topicRef.FindAllStringSubmatch(x, -1) {
-					published = append(published, m[1])
-					if !slices.Contains(topics, m[1]) {
-						t.Errorf("%s names topic %q, which Terraform does not declare %v", name, m[1], topics)
-					}
-				}
-			case map[string]any:
-				if x["call"] == "http.post" || x["call"] == "http.get" {
-					args, _ := x["args"].(map[string]any)
-					auth, _ := args["auth"].(map[string]any)
-					if auth["type"] != "OIDC" {
-						t.Errorf("%s: %s call without auth type OIDC (the functions are private): %v", name, x["call"], args["url"])
-					}
-				}
-				if par, ok := x["parallel"].(map[string]any); ok {
-					bs, _ := par["branches"].([]any)
-					for _, b := range bs {
-						if bm, ok := b.(map[string]any); ok {
-							for k := range bm {
-								branches = append(branches, k)
-							}
-						}
-					}
-				}
-			}
-		})
-		if name == "lesson-pipeline.yaml" {
-			if !slices.Contains(published, "lesson-processed") {
-				t.Errorf("%s never publishes to lesson-processed", name)
-			}
-			slices.Sort(branches)
-			if !reflect.DeepEqual(branches, []string{"analyze", "transcribe"}) {
-				t.Errorf("%s: parallel branches %v, want transcribe and analyze (the stages of DESIGN.md section 4)", name, branches)
+		insts, _ := e.Instances(r)
+		for _, in := range insts {
+			if v, err := e.Value(in, r.Attr("name").Expr); err == nil {
+				retained[str(v)] = true
 			}
 		}
-		used := map[string]bool{}
-		for _, m := range getEnvRef.FindAllStringSubmatch(string(src), -1) {
-			used[m[1]] = true
-			if slices.Contains(workflowBuiltinEnv, m[1]) {
-				continue
-			}
-			fn, ok := strings.CutSuffix(strings.ToLower(m[1]), "_url")
-			if !ok || !slices.Contains(stages, fn) {
-				t.Errorf("%s reads %s, neither a Workflows variable nor <STAGE>_URL", name, m[1])
-			}
-		}
-		for _, fn := range workflowFns {
-			if env := strings.ToUpper(fn) + "_URL"; !used[env] {
-				t.Errorf("%s: function %s is triggered by the workflow but %s does not read %s", name, fn, name, env)
-			}
+	}
+	for _, topic := range names {
+		if !subscribed[topic] && !retained[topic] {
+			t.Errorf("topic %s has no subscription and no retention: Pub/Sub drops what is published to it", topic)
 		}
 	}
 }

@@ -7,8 +7,10 @@ import (
 	"path/filepath"
 
 	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/ext/typeexpr"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
+	"github.com/zclconf/go-cty/cty/convert"
 	"github.com/zclconf/go-cty/cty/function"
 	"github.com/zclconf/go-cty/cty/function/stdlib"
 )
@@ -27,14 +29,21 @@ type Eval struct {
 
 // NewEval evaluates the variables and locals of cfg. A local whose value
 // cannot be computed is unknown, and its error is kept in Errors.
-func NewEval(cfg *Config) *Eval {
+func NewEval(cfg *Config) *Eval { return NewEvalWith(cfg, nil) }
+
+// NewEvalWith is NewEval with some variables set (by name), as -var would
+// set them; the others take their defaults.
+func NewEvalWith(cfg *Config, set map[string]cty.Value) *Eval {
 	e := &Eval{cfg: cfg, Vars: map[string]cty.Value{}, Locals: map[string]cty.Value{}}
 	for name, v := range cfg.Variables {
 		e.Vars[name] = cty.DynamicVal
 		if d := v.Body.Attributes["default"]; d != nil {
 			if val, diags := d.Expr.Value(nil); !diags.HasErrors() {
-				e.Vars[name] = val
+				e.Vars[name] = typed(v, val)
 			}
+		}
+		if val, ok := set[name]; ok {
+			e.Vars[name] = typed(v, val)
 		}
 	}
 	resources := map[string]map[string]cty.Value{}
@@ -94,6 +103,23 @@ func NewEval(cfg *Config) *Eval {
 	}
 	e.ctx.Variables["local"] = cty.ObjectVal(e.Locals)
 	return e
+}
+
+// typed converts a variable's default to the variable's type, as Terraform
+// does: {} declared map(string) is an empty map, not an empty object.
+func typed(v *hclsyntax.Block, val cty.Value) cty.Value {
+	t := v.Body.Attributes["type"]
+	if t == nil || val.IsNull() {
+		return val
+	}
+	ty, diags := typeexpr.TypeConstraint(t.Expr)
+	if diags.HasErrors() {
+		return val
+	}
+	if conv, err := convert.Convert(val, ty); err == nil {
+		return conv
+	}
+	return val
 }
 
 func (e *Eval) localsReady(expr hclsyntax.Expression, pending map[string]*hclsyntax.Attribute) bool {
@@ -199,22 +225,27 @@ func nonNil(v cty.Value) cty.Value {
 func functions() map[string]function.Function {
 	return map[string]function.Function{
 		"base64encode": base64EncodeFunc,
+		"ceil":         stdlib.CeilFunc,
 		"coalesce":     stdlib.CoalesceFunc,
 		"concat":       stdlib.ConcatFunc,
 		"contains":     stdlib.ContainsFunc,
 		"distinct":     stdlib.DistinctFunc,
+		"element":      stdlib.ElementFunc,
 		"file":         fileFunc,
 		"flatten":      stdlib.FlattenFunc,
+		"floor":        stdlib.FloorFunc,
 		"format":       stdlib.FormatFunc,
 		"join":         stdlib.JoinFunc,
 		"jsonencode":   stdlib.JSONEncodeFunc,
 		"keys":         stdlib.KeysFunc,
-		"length":       stdlib.LengthFunc,
+		"length":       lengthFunc,
 		"lookup":       stdlib.LookupFunc,
 		"lower":        stdlib.LowerFunc,
 		"max":          stdlib.MaxFunc,
 		"merge":        stdlib.MergeFunc,
 		"min":          stdlib.MinFunc,
+		"sort":         stdlib.SortFunc,
+		"split":        stdlib.SplitFunc,
 		"tolist":       stdlib.MakeToFunc(cty.List(cty.DynamicPseudoType)),
 		"tomap":        stdlib.MakeToFunc(cty.Map(cty.DynamicPseudoType)),
 		"tonumber":     stdlib.MakeToFunc(cty.Number),
@@ -224,6 +255,27 @@ func functions() map[string]function.Function {
 		"values":       stdlib.ValuesFunc,
 	}
 }
+
+// lengthFunc is Terraform's length: lists, tuples, sets, maps, and objects
+// (a map of mixed value types is an object), and strings.
+var lengthFunc = function.New(&function.Spec{
+	Params: []function.Parameter{{Name: "value", Type: cty.DynamicPseudoType, AllowDynamicType: true, AllowUnknown: true}},
+	Type:   function.StaticReturnType(cty.Number),
+	Impl: func(args []cty.Value, _ cty.Type) (cty.Value, error) {
+		v := args[0]
+		switch {
+		case !v.IsKnown():
+			return cty.UnknownVal(cty.Number), nil
+		case v.Type() == cty.String:
+			return cty.NumberIntVal(int64(len([]rune(v.AsString())))), nil
+		case v.Type().IsObjectType():
+			return cty.NumberIntVal(int64(len(v.Type().AttributeTypes()))), nil
+		case v.CanIterateElements():
+			return v.Length(), nil
+		}
+		return cty.NilVal, fmt.Errorf("length of a %s", v.Type().FriendlyName())
+	},
+})
 
 var base64EncodeFunc = function.New(&function.Spec{
 	Params: []function.Parameter{{Name: "str", Type: cty.String}},

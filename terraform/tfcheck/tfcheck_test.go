@@ -189,6 +189,17 @@ resource "google_pubsub_topic" "x" {
   depends_on = [google_project_service.enabled]
 }`, `google_project_service.enabled is not declared`},
 		{"syntax error", `resource "google_pubsub_topic" "x" { name = }`, `syntax:`},
+		{"terraform_data is Terraform's own", `resource "terraform_data" "wait" {
+  triggers_replace = local.topics
+  provisioner "local-exec" {
+    command = "sleep 1"
+  }
+}
+resource "google_pubsub_topic" "x" {
+  name       = terraform_data.wait.id
+  depends_on = [terraform_data.wait]
+}`, ""},
+		{"terraform_data misspelled", `resource "terraform_data" "wait" { triggers_replaced = [] }`, `unknown argument "triggers_replaced" (did you mean "triggers_replace"?)`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -241,8 +252,8 @@ func topicNames(t *testing.T, cfg *Config, e *Eval, only func(*Resource) bool) [
 
 // designTopics are the topics of DESIGN.md section 3, as shared/events names them.
 var designTopics = []string{
-	events.TopicLessonDiscovered, events.TopicLessonProcessed, events.TopicLessonEnriched,
-	events.TopicLessonEvents, events.TopicLessonReplay,
+	events.TopicLessonDiscovered, events.TopicLessonDownloaded, events.TopicLessonProcessed,
+	events.TopicLessonEnriched, events.TopicLessonEvents, events.TopicLessonReplay,
 }
 
 func TestDesignTopicsAreDeclared(t *testing.T) {
@@ -271,130 +282,6 @@ func hasBlock(body *hclsyntax.Body, name string) *hclsyntax.Body {
 		}
 	}
 	return nil
-}
-
-// TestSubscriptionsDeadLetter checks DESIGN.md section 2 "Dead letters":
-// every subscription has a dead-letter topic, a delivery limit and a retry
-// policy; push subscriptions authenticate with OIDC; the Pub/Sub service
-// agent may publish to each dead-letter topic and subscribe to each source
-// subscription. Subscriptions of dead-letter topics are the end of the line
-// and are exempt.
-func TestSubscriptionsDeadLetter(t *testing.T) {
-	t.Parallel()
-	cfg, _ := mustLoad(t)
-	e := NewEval(cfg)
-	subs := cfg.OfType("google_pubsub_subscription")
-	if len(subs) == 0 {
-		t.Fatal("no google_pubsub_subscription declared")
-	}
-	// Topics used as dead-letter topics, by address.
-	deadLetterTopics := map[string]bool{}
-	for _, r := range subs {
-		if dlp := hasBlock(r.Block.Body, "dead_letter_policy"); dlp != nil && dlp.Attributes["dead_letter_topic"] != nil {
-			for _, ref := range References(dlp.Attributes["dead_letter_topic"].Expr) {
-				deadLetterTopics[ref] = true
-			}
-		}
-	}
-	if len(deadLetterTopics) == 0 {
-		t.Fatal("no subscription names a dead_letter_topic")
-	}
-	pubsubAgent := func(member *hclsyntax.Attribute) bool {
-		if member == nil {
-			return false
-		}
-		text := cfg.Text(member.Expr.Range())
-		if strings.Contains(text, "@gcp-sa-pubsub.iam.gserviceaccount.com") {
-			return true
-		}
-		for _, tr := range hclsyntax.Variables(member.Expr) {
-			if names := traversalNames(tr); len(names) == 2 && names[0] == "local" && cfg.Locals[names[1]] != nil {
-				if strings.Contains(cfg.Text(cfg.Locals[names[1]].Expr.Range()), "service-") &&
-					strings.Contains(cfg.Text(cfg.Locals[names[1]].Expr.Range()), "@gcp-sa-pubsub.iam.gserviceaccount.com") {
-					return true
-				}
-			}
-		}
-		return false
-	}
-	// granted reports whether a resource of grantType gives the Pub/Sub
-	// service agent role on target (the grant's `field` refers to it) for
-	// every instance of target.
-	granted := func(grantType, field, role string, target *Resource) bool {
-		for _, g := range cfg.OfType(grantType) {
-			f, rl := g.Attr(field), g.Attr("role")
-			if f == nil || rl == nil || !slices.Contains(References(f.Expr), target.Addr()) {
-				continue
-			}
-			if v, err := e.Value(Instance{}, rl.Expr); err != nil || !v.IsKnown() || v.AsString() != role || !pubsubAgent(g.Attr("member")) {
-				continue
-			}
-			gi, err1 := e.Instances(g)
-			ti, err2 := e.Instances(target)
-			if err1 == nil && err2 == nil && !sameKeys(gi, ti) {
-				t.Errorf("%s grants %s for instances %v but %s has instances %v", g.Addr(), role, keys(gi), target.Addr(), keys(ti))
-			}
-			return true
-		}
-		return false
-	}
-	for _, r := range subs {
-		topic := r.Attr("topic")
-		if topic == nil {
-			t.Errorf("%s has no topic", r.Addr())
-			continue
-		}
-		exempt := false
-		for _, ref := range References(topic.Expr) {
-			exempt = exempt || deadLetterTopics[ref]
-		}
-		if exempt {
-			if hasBlock(r.Block.Body, "push_config") != nil {
-				t.Errorf("%s holds dead letters: it should be a pull subscription until the notifier takes them", r.Addr())
-			}
-			continue
-		}
-		body := r.Block.Body
-		dlp := hasBlock(body, "dead_letter_policy")
-		switch {
-		case dlp == nil:
-			t.Errorf("%s has no dead_letter_policy (DESIGN.md section 2: every subscription has a dead-letter topic)", r.Addr())
-		case dlp.Attributes["dead_letter_topic"] == nil || dlp.Attributes["max_delivery_attempts"] == nil:
-			t.Errorf("%s: dead_letter_policy needs dead_letter_topic and max_delivery_attempts", r.Addr())
-		}
-		if hasBlock(body, "retry_policy") == nil {
-			t.Errorf("%s has no retry_policy: nacked messages would be redelivered at once", r.Addr())
-		}
-		if push := hasBlock(body, "push_config"); push != nil && hasBlock(push, "oidc_token") == nil {
-			t.Errorf("%s pushes without an oidc_token: the functions are private", r.Addr())
-		}
-		if !granted("google_pubsub_subscription_iam_member", "subscription", "roles/pubsub.subscriber", r) {
-			t.Errorf("%s: no google_pubsub_subscription_iam_member gives the Pub/Sub service agent roles/pubsub.subscriber on it (needed to forward dead letters)", r.Addr())
-		}
-	}
-	for addr := range deadLetterTopics {
-		parts := strings.Split(addr, ".")
-		target := cfg.Find("resource", parts[0], parts[len(parts)-1])
-		if target == nil || target.Type != "google_pubsub_topic" {
-			t.Errorf("dead_letter_topic refers to %s, not a declared google_pubsub_topic", addr)
-			continue
-		}
-		if !granted("google_pubsub_topic_iam_member", "topic", "roles/pubsub.publisher", target) {
-			t.Errorf("%s: no google_pubsub_topic_iam_member gives the Pub/Sub service agent roles/pubsub.publisher on it", addr)
-		}
-	}
-	// A dead-letter topic without a subscription loses what reaches it.
-	for addr := range deadLetterTopics {
-		held := false
-		for _, r := range subs {
-			if tp := r.Attr("topic"); tp != nil && slices.Contains(References(tp.Expr), addr) {
-				held = true
-			}
-		}
-		if !held {
-			t.Errorf("dead-letter topic %s has no subscription: Pub/Sub drops messages published to it", addr)
-		}
-	}
 }
 
 func keys(in []Instance) []string {

@@ -327,6 +327,9 @@ func copyConfig(t *testing.T, extra map[string]string) string {
 		switch {
 		case strings.HasPrefix(name, "."):
 			// .terraform, .terraform.lock.hcl: a developer's, not ours.
+		case name == "terraform.tfvars" || name == "terraform.tfvars.json" || strings.HasSuffix(name, ".auto.tfvars") || strings.HasSuffix(name, ".auto.tfvars.json"):
+			// A developer's (or Cloud Build's) values: a plan here must
+			// see the tests' values only.
 		case !e.IsDir() && (strings.HasSuffix(name, ".tf") || strings.HasSuffix(name, ".tf.json")):
 			b, err := os.ReadFile(filepath.Join(src, name))
 			if err != nil {
