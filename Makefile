@@ -20,7 +20,7 @@ test: deps fmt-check vet
 
 ## bench: performance figures, as ratios against baselines measured in the same run
 bench: deps
-	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./bench/
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./bench/ ./shared/chunk/
 
 build:
 	$(GO) build ./...
