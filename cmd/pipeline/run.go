@@ -58,6 +58,9 @@ func runCmd(ctx context.Context, args []string) error {
 	fmt.Fprintln(out, "▶ starting the stack: Firestore and Pub/Sub emulators, Cloud Storage, Hotmart, media host, functions, Eventarc")
 	started := time.Now()
 	opts := smp.options()
+	for _, line := range withRealServices(&opts, os.Getenv) {
+		fmt.Fprintln(out, "  "+line)
+	}
 	opts.Logs, opts.Observer = logs, feed.add
 	st, err := stack.Start(ctx, opts)
 	if err != nil {
@@ -151,10 +154,11 @@ func knowledge(ctx context.Context, out io.Writer, st *stack.Stack, runID string
 		return fmt.Errorf("no digest within two minutes of the run settling")
 	}
 
-	a, err := ask.New(st.State, ask.Config{
-		OpenAIConfig: vectorsync.OpenAIConfig{APIKey: "local", BaseURL: st.OpenAIURL, MaxRetries: 2, RequestTimeout: time.Minute},
-		Model:        "gpt-5-mini", MaxResults: 8,
-	})
+	oa := vectorsync.OpenAIConfig{APIKey: "local", BaseURL: st.OpenAIURL, MaxRetries: 2, RequestTimeout: time.Minute}
+	if key := os.Getenv("OPENAI_API_KEY"); key != "" { // the syncer used the real OpenAI: ask it too
+		oa.APIKey, oa.BaseURL = key, os.Getenv("OPENAI_BASE_URL")
+	}
+	a, err := ask.New(st.State, ask.Config{OpenAIConfig: oa, Model: "gpt-5-mini", MaxResults: 8})
 	if err != nil {
 		return err
 	}

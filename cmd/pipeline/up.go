@@ -26,6 +26,9 @@ func upCmd(ctx context.Context, args []string) error {
 	}
 	defer os.RemoveAll(smp.dir)
 	opts := smp.options()
+	for _, line := range withRealServices(&opts, os.Getenv) {
+		fmt.Println("  " + line)
+	}
 	opts.Logs = os.Stderr
 	st, err := stack.Start(ctx, opts)
 	if err != nil {
