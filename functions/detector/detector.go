@@ -54,9 +54,10 @@ type Handler struct {
 	catalog   detect.Catalog
 	// resolver is built per run: the producer adds media between runs, and
 	// a manifest read once per instance would never see it.
-	resolver func(ctx context.Context) (detect.MediaResolver, error)
-	budget   time.Duration
-	log      *slog.Logger
+	resolver    func(ctx context.Context) (detect.MediaResolver, error)
+	budget      time.Duration
+	lessonTypes []string
+	log         *slog.Logger
 }
 
 // Deps are the handler's collaborators.
@@ -67,10 +68,14 @@ type Deps struct {
 	Catalog   detect.Catalog
 	Resolver  func(ctx context.Context) (detect.MediaResolver, error)
 	Budget    time.Duration
-	Log       *slog.Logger
+	// LessonTypes are the page types that become lessons (empty:
+	// detect.DefaultLessonTypes).
+	LessonTypes []string
+	Log         *slog.Logger
 }
 
-// New returns a handler, or an error naming every missing dependency.
+// New returns a handler, or an error naming every missing dependency or
+// bad lesson type.
 func New(d Deps) (*Handler, error) {
 	if err := setup.Missing("detector", map[string]any{
 		"Hotmart": d.Hotmart, "store": d.Store, "publisher": d.Publisher, "catalog": d.Catalog,
@@ -78,8 +83,14 @@ func New(d Deps) (*Handler, error) {
 	}); err != nil {
 		return nil, err
 	}
-	return &Handler{hotmart: d.Hotmart, store: d.Store, publisher: d.Publisher, catalog: d.Catalog,
-		resolver: d.Resolver, budget: d.Budget, log: d.Log}, nil
+	h := &Handler{hotmart: d.Hotmart, store: d.Store, publisher: d.Publisher, catalog: d.Catalog,
+		resolver: d.Resolver, budget: d.Budget, lessonTypes: d.LessonTypes, log: d.Log}
+	// Checked now, so a bad LESSON_PAGE_TYPES fails the start-up, not
+	// every run.
+	if _, err := h.detector(noMedia{}); err != nil {
+		return nil, fmt.Errorf("detector: %w", err)
+	}
+	return h, nil
 }
 
 // NewFromEnv builds the handler and its clients from the environment
@@ -128,52 +139,149 @@ func fromEnv(env *setup.Env, cfg config.Detector, catalog detect.Catalog) (*Hand
 	}
 	return New(Deps{
 		Hotmart: hm, Store: env.Store, Publisher: env.Publisher, Catalog: catalog,
-		Resolver: resolver, Budget: cfg.Budget, Log: env.Log,
+		Resolver: resolver, Budget: cfg.Budget, LessonTypes: cfg.LessonPageTypes, Log: env.Log,
 	})
 }
 
-// Summary is the detector's answer.
+// Summary is the detector's answer: the run record, as JSON.
 type Summary struct {
-	RunID         string             `json:"runId"`
-	Complete      bool               `json:"complete"`
-	Cursor        string             `json:"cursor,omitempty"`
-	Counts        lessonstate.Counts `json:"counts"`
-	AwaitingMedia []string           `json:"awaitingMedia,omitempty"`
-	Errors        []string           `json:"errors,omitempty"`
+	RunID string `json:"runId"`
+	// Outcome is complete, budget, partial or failed (detect.Outcome*).
+	Outcome  string             `json:"outcome"`
+	Complete bool               `json:"complete"`
+	Cursor   string             `json:"cursor,omitempty"`
+	Counts   lessonstate.Counts `json:"counts"`
+	// Courses says, per course looked at, what happened and why.
+	Courses        []lessonstate.CourseRun `json:"courses,omitempty"`
+	MoreCourses    int                     `json:"moreCourses,omitempty"`
+	NotLessonTypes map[string]int          `json:"notLessonTypes,omitempty"`
+	AwaitingMedia  []string                `json:"awaitingMedia,omitempty"`
+	// Errors are the run's own failures, each once; a course's are in
+	// its entry of Courses.
+	Errors []string `json:"errors,omitempty"`
 }
 
-// ServeHTTP runs one detection. It answers 500 only when the run could do
-// nothing useful, so Cloud Scheduler's retry is spent where it helps.
+// Status codes of the answer. Cloud Scheduler acknowledges any 2xx and
+// retries anything else, 4xx included, as the job's retry_config says
+// (terraform/scheduler.tf: one retry, 60 s later); a permanent fault
+// answered with a non-2xx is retried for nothing, and at worst, with a
+// larger retry_count, several times an hour. So the code says how the run
+// ended, and only a failure a retry may fix is answered outside 2xx:
+//
+//   - 200 OK: complete. The sweep reached the end of the product list and
+//     every course was walked completely.
+//   - 202 Accepted: budget. The run used its time budget with nothing
+//     wrong; the next scheduled run resumes the sweep at the cursor.
+//   - 207 Multi-Status: partial, or failed for a reason a retry cannot fix
+//     (a looping cursor, refused credentials, malformed answers). The
+//     summary says per course what happened; what was read is recorded and
+//     the next scheduled run tries the rest again. Retrying now would meet
+//     the same fault and spend Hotmart's rate limit re-walking the healthy
+//     courses. The alert on partial runs (a log-based metric on the closing
+//     log line, see detect.FinishedMessage) is what calls a person.
+//   - 503 Service Unavailable: failed for reasons a retry may fix (Hotmart
+//     or Firestore unavailable after the clients' own retries), or the run
+//     record could not be saved. Scheduler's one retry is well spent here.
+//   - 500 Internal Server Error: the detection could not start (its media
+//     manifest unreadable, say); nothing was read from Hotmart, so the
+//     retry costs little.
+//   - 405 Method Not Allowed: anything but POST. Scheduler POSTs; a GET
+//     (a health check, a crawler) must not start a detection. A path other
+//     than the function's is 404, for the same reason.
+const (
+	StatusComplete = http.StatusOK
+	StatusBudget   = http.StatusAccepted
+	StatusPartial  = http.StatusMultiStatus
+	StatusRetry    = http.StatusServiceUnavailable
+)
+
+// statusFor is the answer's status code for a saved run.
+func statusFor(run lessonstate.Run) int {
+	switch run.Outcome {
+	case detect.OutcomeComplete:
+		return StatusComplete
+	case detect.OutcomeBudget:
+		return StatusBudget
+	case detect.OutcomeFailed:
+		if run.Transient {
+			return StatusRetry
+		}
+	}
+	return StatusPartial
+}
+
+// ServeHTTP runs one detection on POST and answers with its summary.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// Deployed with FUNCTION_TARGET, the function is served at "/" and gets
+	// every path; locally at "/Detector". Another path (a probe's /healthz)
+	// is not a request for a detection.
+	if r.URL.Path != "/" && r.URL.Path != "/"+EntryPoint {
+		http.NotFound(w, r)
+		return
+	}
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		http.Error(w, "detection runs on POST only", http.StatusMethodNotAllowed)
+		return
+	}
 	ctx, span := tracing.Start(logging.WithLogger(r.Context(), h.log), "detect")
 	defer span.End()
 	runID := newRunID(time.Now())
-	log := h.log.With("runId", runID, logging.KeyStage, "detect")
-	resolver, err := h.resolver(ctx)
+	log := h.log.With(logging.KeyStage, "detect")
+	d, err := h.start(ctx)
 	if err != nil {
-		log.ErrorContext(ctx, "detection cannot start", "error", err.Error())
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
-	}
-	d, err := detect.New(h.hotmart, resolver, h.store, h.publisher, h.catalog, log)
-	if err != nil {
-		log.ErrorContext(ctx, "detection cannot start", "error", err.Error())
-		http.Error(w, err.Error(), http.StatusInternalServerError)
+		span.RecordError(err)
+		// The same closing line as a run's, so the alert sees a detector
+		// that cannot even start.
+		log.ErrorContext(ctx, detect.FinishedMessage, "runId", runID, "outcome", detect.OutcomeFailed,
+			"transient", true, "error", err.Error())
+		answer(w, http.StatusInternalServerError, Summary{RunID: runID, Outcome: detect.OutcomeFailed,
+			Errors: []string{"detection cannot start: " + err.Error()}})
 		return
 	}
 	run, err := d.Run(ctx, detect.RunOptions{RunID: runID, Budget: h.budget})
-	sum := Summary{RunID: runID, Complete: run.Complete, Cursor: run.Cursor, Counts: run.Counts,
+	sum := Summary{RunID: runID, Outcome: run.Outcome, Complete: run.Complete, Cursor: run.Cursor,
+		Counts: run.Counts, Courses: run.Courses, MoreCourses: run.MoreCourses, NotLessonTypes: run.NotLessonTypes,
 		AwaitingMedia: run.AwaitingMedia, Errors: run.Errors}
-	status := http.StatusOK
+	status := statusFor(run)
 	if err != nil {
+		// The run's own errors are in the record already; this one could
+		// not be, so it is said here, once.
 		span.RecordError(err)
-		log.ErrorContext(ctx, "detection failed", "error", err.Error())
-		status = http.StatusInternalServerError
+		log.ErrorContext(ctx, "detection run record not saved", "runId", runID, "error", err.Error())
+		status = StatusRetry
 		sum.Errors = append(sum.Errors, err.Error())
-	} else {
-		log.InfoContext(ctx, "detection finished", "complete", run.Complete, "new", run.Counts.New,
-			"changed", run.Counts.Changed, "removed", run.Counts.Removed, "unchanged", run.Counts.Unchanged)
 	}
+	answer(w, status, sum)
+}
+
+// start builds this run's detector, with the media source as it is now.
+func (h *Handler) start(ctx context.Context) (*detect.Detector, error) {
+	resolver, err := h.resolver(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return h.detector(resolver)
+}
+
+// detector builds a run's detector over resolver.
+func (h *Handler) detector(resolver detect.MediaResolver) (*detect.Detector, error) {
+	var opts []detect.Option
+	if len(h.lessonTypes) > 0 {
+		opts = append(opts, detect.WithLessonTypes(h.lessonTypes...))
+	}
+	return detect.New(h.hotmart, resolver, h.store, h.publisher, h.catalog, h.log.With(logging.KeyStage, "detect"), opts...)
+}
+
+// noMedia stands in for the media source when only the configuration is
+// checked, at construction.
+type noMedia struct{}
+
+func (noMedia) Resolve(context.Context, int64, string, string) (*lessonstate.Media, error) {
+	return nil, nil
+}
+
+func answer(w http.ResponseWriter, status int, sum Summary) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(sum)

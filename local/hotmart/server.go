@@ -99,6 +99,8 @@ type Server struct {
 	windowCount int
 	injections  []injection
 	served      map[string]int // path -> requests
+	faults      []fault
+	pageFields  map[string]map[string]json.RawMessage // page id -> field -> raw JSON sent instead
 }
 
 type injection struct {
@@ -239,6 +241,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		writeError(w, inj.status, errorCode(inj.status), "injected failure")
 	default:
+		if f, ok := s.faultFor(r.URL.Path); ok {
+			s.serveFaulty(w, r, f)
+			return
+		}
 		s.mux.ServeHTTP(w, r)
 	}
 }
@@ -401,8 +407,11 @@ func (s *Server) handleProducts(w http.ResponseWriter, r *http.Request, cat samp
 	offset = min(offset, len(all))
 	end := min(offset+size, len(all))
 	info := pageInfoJSON{ResultsPerPage: size, TotalResults: len(all)}
-	if end < len(all) {
+	switch {
+	case end < len(all):
 		info.NextPageToken = encodePageToken(end)
+	case s.looping():
+		info.NextPageToken = encodePageToken(0) // back to the first page, for ever
 	}
 	items := append([]productJSON{}, all[offset:end]...)
 	writeJSON(w, http.StatusOK, map[string]any{"items": items, "page_info": info})
@@ -466,10 +475,10 @@ func (s *Server) handlePages(w http.ResponseWriter, r *http.Request, cat sample.
 			if m.ModuleID != moduleID {
 				continue
 			}
-			out := make([]pageJSON, 0, len(m.Pages))
+			out := make([]json.RawMessage, 0, len(m.Pages))
 			for _, pg := range m.Pages {
-				out = append(out, pageJSON{PageID: pg.PageID, Name: pg.Name, Type: pg.Type,
-					PageOrder: pg.PageOrder, Published: pg.Published, HasMedia: pg.HasMedia})
+				out = append(out, withOverrides(pageJSON{PageID: pg.PageID, Name: pg.Name, Type: pg.Type,
+					PageOrder: pg.PageOrder, Published: pg.Published, HasMedia: pg.HasMedia}, s.pageOverrides(pg.PageID)))
 			}
 			writeJSON(w, http.StatusOK, out)
 			return

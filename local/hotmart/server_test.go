@@ -318,3 +318,69 @@ func TestInjections(t *testing.T) {
 		t.Errorf("Requests(/) = %d, want 6 (token + 5)", n)
 	}
 }
+
+// Faults last until cleared, as a broken course on Hotmart does, and touch
+// only the path they are set on.
+func TestFaults(t *testing.T) {
+	t.Parallel()
+	s := hotmart.NewServer(loadSample(t), hotmart.Options{ProductsPageSize: 1})
+	base := start(t, s)
+	bearer := login(t, base, s)
+	pages := func(module string) answer {
+		return send(t, http.MethodGet, base+hotmart.PagesPathOf(module)+"?product_id=4100001", bearer)
+	}
+	healthy := pages("pyM1fund01").raw
+
+	s.SetFault(hotmart.PagesPathOf("pyM1fund01"), hotmart.FaultTruncated)
+	for range 2 {
+		if a := pages("pyM1fund01"); a.status != 200 || json.Valid(a.raw) || !strings.HasPrefix(string(healthy), string(a.raw)) {
+			t.Errorf("truncated: %d %s", a.status, a.raw)
+		}
+	}
+	if a := pages("pyM2func01"); a.status != 200 || !json.Valid(a.raw) {
+		t.Errorf("a sibling module is broken too: %d %s", a.status, a.raw)
+	}
+	s.ClearFaults()
+
+	s.SetFault(hotmart.PagesPathOf("pyM1fund01"), hotmart.FaultObjectForArray)
+	if a := pages("pyM1fund01"); string(a.raw) != `{"items":`+string(healthy)+`}` {
+		t.Errorf("object for array: %s", a.raw)
+	}
+	s.ClearFaults()
+	s.SetFault(hotmart.ModulesPath, hotmart.FaultNull)
+	if a := send(t, http.MethodGet, base+hotmart.ModulesPath+"?subdomain=python-desde-cero", bearer); string(a.raw) != "null" {
+		t.Errorf("null: %s", a.raw)
+	}
+	s.ClearFaults()
+
+	// A page field sent as another JSON type, in every answer listing it.
+	s.SetPageField("pyL1vars001", "page_id", json.RawMessage(`12345`))
+	s.SetPageField("pyL1vars001", "name", json.RawMessage(`null`))
+	var got []map[string]any
+	if err := json.Unmarshal(pages("pyM1fund01").raw, &got); err != nil || got[0]["page_id"] != 12345.0 || got[0]["name"] != nil || got[1]["page_id"] != "pyL2cond002" {
+		t.Errorf("overridden fields: %v %v", got, err)
+	}
+	s.ClearFaults()
+	if a := pages("pyM1fund01"); string(a.raw) != string(healthy) {
+		t.Errorf("after ClearFaults: %s", a.raw)
+	}
+
+	// A looping cursor: the last of the sample's two pages points back at
+	// the first, whose next token is then a repeat.
+	s.SetFault(hotmart.ProductsPath, hotmart.FaultLoopingCursor)
+	tok := ""
+	var tokens []string
+	for range 3 {
+		u := base + hotmart.ProductsPath
+		if tok != "" {
+			u += "?page_token=" + tok
+		}
+		a := send(t, http.MethodGet, u, bearer)
+		info, _ := a.body["page_info"].(map[string]any)
+		tok, _ = info["next_page_token"].(string)
+		tokens = append(tokens, tok)
+	}
+	if tokens[0] == "" || tokens[1] == "" || tokens[1] == tokens[0] || tokens[2] != tokens[0] {
+		t.Errorf("tokens %q: want the last page to lead back to the first, whose next token repeats", tokens)
+	}
+}

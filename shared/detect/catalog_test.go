@@ -1,8 +1,6 @@
 package detect
 
 import (
-	"context"
-	"log/slog"
 	"reflect"
 	"strings"
 	"testing"
@@ -135,27 +133,5 @@ func TestFingerprint(t *testing.T) {
 		if Fingerprint(l) != fp {
 			t.Errorf("changing %s changes the fingerprint", name)
 		}
-	}
-}
-
-// The detector relies on the store listing its lessons to remove vanished
-// courses; without it a complete sweep says so.
-type storeWithoutLessons struct{ *fakeStore }
-
-func (storeWithoutLessons) Lessons() {}
-
-func TestStoreWithoutLessonListing(t *testing.T) {
-	t.Parallel()
-	f := newFixture()
-	d, err := New(f.hotmart, f.media, storeWithoutLessons{f.store}, f.pub, f.catalog, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := d.Run(context.Background(), RunOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.HasPrefix(r.ID, "run-") || len(r.Errors) != 1 || !strings.Contains(r.Errors[0], "cannot list its lessons") {
-		t.Errorf("run %q errors = %q", r.ID, r.Errors)
 	}
 }

@@ -1,7 +1,10 @@
 package hotmart
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -43,16 +46,24 @@ type Page struct {
 	PageOrder int
 	Published bool
 	HasMedia  bool
+	// Untitled is set when Hotmart sent no name, a null one or a blank one:
+	// Name is then empty, and the detector says so instead of recording an
+	// empty title without a word.
+	Untitled bool
+	// Position is the page's place in Hotmart's answer, from 1: it names a
+	// page whose id cannot be used.
+	Position int
 }
 
 // Wire shapes (DESIGN.md section 5).
 type (
 	productsBody struct {
-		Items    []productJSON `json:"items"`
-		PageInfo struct {
-			NextPageToken  string `json:"next_page_token"`
-			ResultsPerPage int    `json:"results_per_page"`
-		} `json:"page_info"`
+		Items    array
+		PageInfo pageInfoJSON
+	}
+	pageInfoJSON struct {
+		NextPageToken  string `json:"next_page_token"`
+		ResultsPerPage int    `json:"results_per_page"`
 	}
 	productJSON struct {
 		ID        int64  `json:"id"`
@@ -71,19 +82,50 @@ type (
 		TotalPages int    `json:"total_pages"`
 	}
 	pageJSON struct {
-		PageID    string `json:"page_id"`
-		Name      string `json:"name"`
-		Type      string `json:"type"`
-		PageOrder int    `json:"page_order"`
-		Published bool   `json:"published"`
-		HasMedia  bool   `json:"has_media"`
+		PageID    string  `json:"page_id"`
+		Name      *string `json:"name"`
+		Type      string  `json:"type"`
+		PageOrder int     `json:"page_order"`
+		Published bool    `json:"published"`
+		HasMedia  bool    `json:"has_media"`
 	}
 )
 
+// UnmarshalJSON reads a products page, refusing one without an items array
+// (null, or an object that lacks it): it must not read as an account
+// without products.
+func (p *productsBody) UnmarshalJSON(b []byte) error {
+	if bytes.Equal(bytes.TrimSpace(b), []byte("null")) {
+		return errors.New("null where an object belongs")
+	}
+	var wire struct {
+		Items    *array       `json:"items"`
+		PageInfo pageInfoJSON `json:"page_info"`
+	}
+	if err := json.Unmarshal(b, &wire); err != nil {
+		return err
+	}
+	if wire.Items == nil {
+		return errors.New(`no "items" array`)
+	}
+	p.Items, p.PageInfo = *wire.Items, wire.PageInfo
+	return nil
+}
+
 // Products lists every product of the account, following the cursor until
-// the last page.
-func (c *Client) Products(ctx context.Context) ([]Product, error) {
-	var out []Product
+// the last page. Products whose element cannot be decoded are left out and
+// returned as skipped; a product listed on two pages is kept once.
+//
+// On error the products read before it are returned with it: a cursor that
+// loops (a next_page_token seen before, a permanent failure) is only noticed
+// after its pages arrived, and what they held is still true. The caller must
+// treat such a list as incomplete: a product missing from it may exist.
+func (c *Client) Products(ctx context.Context) ([]Product, []Skipped, error) {
+	var (
+		out     []Product
+		skipped []Skipped
+	)
+	listed := map[int64]bool{}
 	seen := map[string]bool{}
 	token := ""
 	for page := 1; ; page++ {
@@ -91,60 +133,100 @@ func (c *Client) Products(ctx context.Context) ([]Product, error) {
 		if token != "" {
 			q.Set("page_token", token)
 		}
+		call := fmt.Sprintf("list products (page %d)", page)
 		var body productsBody
-		if err := c.get(ctx, fmt.Sprintf("list products (page %d)", page), "/products/api/v1/products", q, &body); err != nil {
-			return nil, err
+		if err := c.get(ctx, call, "/products/api/v1/products", q, &body); err != nil {
+			return out, skipped, err
 		}
-		for _, p := range body.Items {
-			out = append(out, Product{ID: p.ID, Name: p.Name, Ucode: p.Ucode, Status: p.Status,
-				Format: p.Format, CreatedAt: fromEpochMillis(p.CreatedAt)})
+		products, bad := decodeEach(call, body.Items, decodeProduct)
+		skipped = append(skipped, bad...)
+		for _, p := range products {
+			if !listed[p.ID] {
+				listed[p.ID] = true
+				out = append(out, p)
+			}
 		}
 		token = body.PageInfo.NextPageToken
 		if token == "" {
-			return out, nil
+			return out, skipped, nil
 		}
 		if seen[token] {
-			return nil, failure.Permanentf("hotmart: list products (page %d): next_page_token %q repeats an earlier page", page, token)
+			return out, skipped, failure.Permanentf("hotmart: %s: next_page_token %q repeats an earlier page: the product list is incomplete", call, token)
 		}
 		seen[token] = true
 	}
 }
 
-// Modules lists the Club modules of the club at subdomain.
-func (c *Client) Modules(ctx context.Context, subdomain string) ([]Module, error) {
-	call := fmt.Sprintf("list modules of club %q", subdomain)
-	if strings.TrimSpace(subdomain) == "" {
-		return nil, failure.Permanentf("hotmart: %s: no subdomain given", call)
+func decodeProduct(_ int, raw json.RawMessage) (Product, error) {
+	var p productJSON
+	if err := json.Unmarshal(raw, &p); err != nil {
+		return Product{}, err
 	}
-	var body []moduleJSON
-	if err := c.get(ctx, call, "/club/api/v1/modules", url.Values{"subdomain": {subdomain}}, &body); err != nil {
-		return nil, err
+	if p.ID <= 0 {
+		return Product{}, errors.New("id is missing or not a positive number")
 	}
-	out := make([]Module, 0, len(body))
-	for _, m := range body {
-		out = append(out, Module{ID: m.ModuleID, Name: m.Name, Sequence: m.Sequence,
-			IsExtra: m.IsExtra, IsPublic: m.IsPublic, TotalPages: m.TotalPages})
-	}
-	return out, nil
+	return Product{ID: p.ID, Name: p.Name, Ucode: p.Ucode, Status: p.Status, Format: p.Format,
+		CreatedAt: fromEpochMillis(p.CreatedAt)}, nil
 }
 
-// Pages lists the pages of module moduleID of product productID.
-func (c *Client) Pages(ctx context.Context, productID int64, moduleID string) ([]Page, error) {
+// Modules lists the Club modules of the club at subdomain. Modules whose
+// element cannot be decoded are left out and returned as skipped.
+func (c *Client) Modules(ctx context.Context, subdomain string) ([]Module, []Skipped, error) {
+	call := fmt.Sprintf("list modules of club %q", subdomain)
+	if strings.TrimSpace(subdomain) == "" {
+		return nil, nil, failure.Permanentf("hotmart: %s: no subdomain given", call)
+	}
+	var body array
+	if err := c.get(ctx, call, "/club/api/v1/modules", url.Values{"subdomain": {subdomain}}, &body); err != nil {
+		return nil, nil, err
+	}
+	modules, skipped := decodeEach(call, body, decodeModule)
+	return modules, skipped, nil
+}
+
+func decodeModule(_ int, raw json.RawMessage) (Module, error) {
+	var m moduleJSON
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return Module{}, err
+	}
+	if strings.TrimSpace(m.ModuleID) == "" {
+		return Module{}, errors.New("module_id is missing or empty")
+	}
+	return Module{ID: m.ModuleID, Name: m.Name, Sequence: m.Sequence,
+		IsExtra: m.IsExtra, IsPublic: m.IsPublic, TotalPages: m.TotalPages}, nil
+}
+
+// Pages lists the pages of module moduleID of product productID. Pages whose
+// element cannot be decoded (a page_id that is not a string, an order that
+// is not a number) are left out and returned as skipped.
+func (c *Client) Pages(ctx context.Context, productID int64, moduleID string) ([]Page, []Skipped, error) {
 	call := fmt.Sprintf("list pages of module %s of product %d", moduleID, productID)
 	if productID <= 0 || moduleID == "" {
-		return nil, failure.Permanentf("hotmart: %s: needs a product id and a module id", call)
+		return nil, nil, failure.Permanentf("hotmart: %s: needs a product id and a module id", call)
 	}
 	path := "/club/api/v2/modules/" + url.PathEscape(moduleID) + "/pages"
-	var body []pageJSON
+	var body array
 	if err := c.get(ctx, call, path, url.Values{"product_id": {strconv.FormatInt(productID, 10)}}, &body); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	out := make([]Page, 0, len(body))
-	for _, p := range body {
-		out = append(out, Page{ID: p.PageID, Name: p.Name, Type: p.Type, PageOrder: p.PageOrder,
-			Published: p.Published, HasMedia: p.HasMedia})
+	pages, skipped := decodeEach(call, body, decodePage)
+	return pages, skipped, nil
+}
+
+func decodePage(position int, raw json.RawMessage) (Page, error) {
+	var p pageJSON
+	if err := json.Unmarshal(raw, &p); err != nil {
+		return Page{}, err
 	}
-	return out, nil
+	if p.PageID == "" {
+		return Page{}, errors.New("page_id is missing or empty")
+	}
+	pg := Page{ID: p.PageID, Type: p.Type, PageOrder: p.PageOrder, Published: p.Published, HasMedia: p.HasMedia, Position: position}
+	if p.Name != nil {
+		pg.Name = *p.Name
+	}
+	pg.Untitled = strings.TrimSpace(pg.Name) == ""
+	return pg, nil
 }
 
 // get is a resource call: path (already escaped) under BaseURL.

@@ -7,8 +7,10 @@
 // obeys the server's RateLimit headers, and retries 429s, 5xx and transport
 // errors with exponential backoff and jitter. Every failure is an error that
 // names the call that failed, marked failure.Permanent or failure.Retryable so
-// a handler knows whether a redelivery can help. The same paths are served by
-// local/hotmart for tests and the offline demo.
+// a handler knows whether a redelivery can help. Lists are decoded element by
+// element (lenient.go): an element that does not fit is left out and named,
+// never the whole list lost to it. The same paths are served by local/hotmart
+// for tests and the offline demo.
 package hotmart
 
 import (
@@ -163,6 +165,12 @@ func New(cfg Config) (*Client, error) {
 	}, nil
 }
 
+// seconds is how durations are logged, here and in every log line of the
+// detect stage: a number of seconds (millisecond precision) under a key
+// ending in "Seconds", which Cloud Logging shows and filters as a number.
+// slog would write a time.Duration as raw nanoseconds.
+func seconds(d time.Duration) float64 { return math.Round(d.Seconds()*1000) / 1000 }
+
 func checkURL(s string) error {
 	u, err := url.Parse(s)
 	if err != nil {
@@ -208,7 +216,7 @@ func (c *Client) do(ctx context.Context, req request, out any) error {
 			wait = max(wait, time.Until(c.pausedUntil()))
 			c.log.WarnContext(ctx, "hotmart call failed, retrying",
 				"call", req.call, "attempt", attempts, "maxAttempts", c.maxAttempts,
-				"wait", wait.Round(time.Millisecond), "error", err)
+				"waitSeconds", seconds(wait), "error", err)
 		}))
 	if err == nil {
 		return nil
@@ -264,13 +272,13 @@ func (c *Client) roundTrip(ctx context.Context, req request, authz string, attem
 	resp, err := c.http.Do(hr)
 	if err != nil {
 		c.log.DebugContext(ctx, "hotmart request", "call", req.call, "method", req.method,
-			"url", req.logURL, "attempt", attempt, "duration", time.Since(start), "error", err)
+			"url", req.logURL, "attempt", attempt, "durationSeconds", seconds(time.Since(start)), "error", err)
 		return nil, nil, sanitize(err, req)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBodyBytes))
 	c.log.DebugContext(ctx, "hotmart request", "call", req.call, "method", req.method,
-		"url", req.logURL, "attempt", attempt, "status", resp.StatusCode, "duration", time.Since(start),
+		"url", req.logURL, "attempt", attempt, "status", resp.StatusCode, "durationSeconds", seconds(time.Since(start)),
 		"rateLimitRemaining", resp.Header.Get("RateLimit-Remaining"))
 	c.observeRateLimit(resp)
 	if err != nil {
@@ -297,7 +305,7 @@ func (c *Client) waitTurn(ctx context.Context, req request) error {
 		if d <= 0 {
 			break
 		}
-		c.log.DebugContext(ctx, "hotmart rate limit reached, pausing", "call", req.call, "pause", d)
+		c.log.DebugContext(ctx, "hotmart rate limit reached, pausing", "call", req.call, "pauseSeconds", seconds(d))
 		t := time.NewTimer(d)
 		select {
 		case <-t.C:

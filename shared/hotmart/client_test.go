@@ -66,10 +66,11 @@ func newEnv(t *testing.T, cat sample.Catalog, opts localhotmart.Options, edit fu
 	}
 	e := &env{server: localhotmart.NewServer(cat, opts), cat: cat}
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived := time.Now()
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 		e.server.ServeHTTP(sw, r)
 		e.mu.Lock()
-		e.log = append(e.log, served{path: r.URL.Path, status: sw.status, at: time.Now()})
+		e.log = append(e.log, served{path: r.URL.Path, status: sw.status, at: arrived})
 		after := e.after
 		e.mu.Unlock()
 		if after != nil {
@@ -121,7 +122,7 @@ func TestProductsFollowsTheCursor(t *testing.T) {
 	t.Parallel()
 	cat := bigCatalog(t, 4)
 	e := newEnv(t, cat, localhotmart.Options{ProductsPageSize: 1}, nil)
-	got, err := e.client.Products(t.Context())
+	got, _, err := e.client.Products(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +146,7 @@ func TestProductsFollowsTheCursor(t *testing.T) {
 // walk reads the whole structure, products then modules then pages, the
 // pages of all modules concurrently.
 func walk(ctx context.Context, c *hotmart.Client, between func()) (int, error) {
-	products, err := c.Products(ctx)
+	products, _, err := c.Products(ctx)
 	if err != nil {
 		return 0, err
 	}
@@ -160,7 +161,7 @@ func walk(ctx context.Context, c *hotmart.Client, between func()) (int, error) {
 		if sub == "" {
 			continue
 		}
-		mods, err := c.Modules(ctx, sub)
+		mods, _, err := c.Modules(ctx, sub)
 		if err != nil {
 			return 0, err
 		}
@@ -174,7 +175,7 @@ func walk(ctx context.Context, c *hotmart.Client, between func()) (int, error) {
 	errs := make([]error, len(jobs))
 	for i, j := range jobs {
 		wg.Go(func() {
-			ps, err := c.Pages(ctx, j.product, j.module)
+			ps, _, err := c.Pages(ctx, j.product, j.module)
 			errs[i] = err
 			pages.Add(int64(len(ps)))
 		})
@@ -267,7 +268,7 @@ func TestTransientFailuresAreRetried(t *testing.T) {
 			e := newEnv(t, sample.Catalog{}, localhotmart.Options{}, nil)
 			e.server.InjectFailures(localhotmart.ProductsPath, tt.status, tt.n)
 			start := time.Now()
-			got, err := e.client.Products(t.Context())
+			got, _, err := e.client.Products(t.Context())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -288,7 +289,7 @@ func TestRetriesStopAtMaxAttempts(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, sample.Catalog{}, localhotmart.Options{}, func(c *hotmart.Config) { c.MaxAttempts = 3 })
 	e.server.InjectFailures(localhotmart.ModulesPath, http.StatusBadGateway, 10)
-	_, err := e.client.Modules(t.Context(), "python-desde-cero")
+	_, _, err := e.client.Modules(t.Context(), "python-desde-cero")
 	var apiErr *hotmart.APIError
 	if !errors.As(err, &apiErr) {
 		t.Fatalf("err = %v, want an APIError", err)
@@ -320,7 +321,7 @@ func TestNonRetryableFailures(t *testing.T) {
 		{
 			name:  "malformed products body",
 			setup: func(s *localhotmart.Server) { s.InjectMalformed(localhotmart.ProductsPath, 5) },
-			call:  func(ctx context.Context, c *hotmart.Client) error { _, err := c.Products(ctx); return err },
+			call:  func(ctx context.Context, c *hotmart.Client) error { _, _, err := c.Products(ctx); return err },
 			path:  localhotmart.ProductsPath, status: 200, code: hotmart.CodeMalformed,
 			inMessage: []string{"list products", "malformed body", `"trunc`},
 		},
@@ -328,7 +329,7 @@ func TestNonRetryableFailures(t *testing.T) {
 			name:  "malformed pages body",
 			setup: func(s *localhotmart.Server) { s.InjectMalformed("/club/api/v2/", 5) },
 			call: func(ctx context.Context, c *hotmart.Client) error {
-				_, err := c.Pages(ctx, 4100001, "pyM1fund01")
+				_, _, err := c.Pages(ctx, 4100001, "pyM1fund01")
 				return err
 			},
 			path: "/club/api/v2/", status: 200, code: hotmart.CodeMalformed,
@@ -337,7 +338,7 @@ func TestNonRetryableFailures(t *testing.T) {
 		{
 			name: "unknown module",
 			call: func(ctx context.Context, c *hotmart.Client) error {
-				_, err := c.Pages(ctx, 4100001, "nope")
+				_, _, err := c.Pages(ctx, 4100001, "nope")
 				return err
 			},
 			path: "/club/api/v2/", status: 404, code: "not_found",
@@ -346,7 +347,7 @@ func TestNonRetryableFailures(t *testing.T) {
 		{
 			name: "module id is one escaped path segment",
 			call: func(ctx context.Context, c *hotmart.Client) error {
-				_, err := c.Pages(ctx, 4100001, "a/../b c")
+				_, _, err := c.Pages(ctx, 4100001, "a/../b c")
 				return err
 			},
 			path: "/club/api/v2/", status: 404, code: "not_found",
@@ -355,7 +356,7 @@ func TestNonRetryableFailures(t *testing.T) {
 		{
 			name: "unknown club",
 			call: func(ctx context.Context, c *hotmart.Client) error {
-				_, err := c.Modules(ctx, "nope")
+				_, _, err := c.Modules(ctx, "nope")
 				return err
 			},
 			path: localhotmart.ModulesPath, status: 404, code: "not_found",
@@ -367,7 +368,7 @@ func TestNonRetryableFailures(t *testing.T) {
 				s.InjectFailures(localhotmart.ModulesPath, http.StatusBadRequest, 5)
 			},
 			call: func(ctx context.Context, c *hotmart.Client) error {
-				_, err := c.Modules(ctx, "python-desde-cero")
+				_, _, err := c.Modules(ctx, "python-desde-cero")
 				return err
 			},
 			path: localhotmart.ModulesPath, status: 400, code: "bad_request",
@@ -409,7 +410,7 @@ func TestWrongCredentialsArePermanentAndSecretStaysOut(t *testing.T) {
 	t.Parallel()
 	const secret = "s3cr3t-do-not-log"
 	e := newEnv(t, sample.Catalog{}, localhotmart.Options{}, func(c *hotmart.Config) { c.ClientSecret = secret })
-	_, err := e.client.Products(t.Context())
+	_, _, err := e.client.Products(t.Context())
 	var apiErr *hotmart.APIError
 	if !errors.As(err, &apiErr) || apiErr.Status != http.StatusUnauthorized || apiErr.Call != "fetch access token" {
 		t.Fatalf("err = %v, want a 401 APIError from the token call", err)
@@ -440,16 +441,16 @@ func TestRemainingZeroPausesUntilReset(t *testing.T) {
 	now := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
 	e := newEnv(t, sample.Catalog{}, localhotmart.Options{RequestsPerMinute: 3, Now: now}, nil)
 	ctx := t.Context()
-	if _, err := e.client.Products(ctx); err != nil { // token + products: 2 of 3
+	if _, _, err := e.client.Products(ctx); err != nil { // token + products: 2 of 3
 		t.Fatal(err)
 	}
 	// Move the server's clock to 0.7 s before its window ends.
 	windowStart := e.served("/")[0].at
 	offset.Store(int64(60*time.Second - 700*time.Millisecond - time.Since(windowStart)))
-	if _, err := e.client.Modules(ctx, "python-desde-cero"); err != nil { // 3 of 3: Remaining 0, Reset 1
+	if _, _, err := e.client.Modules(ctx, "python-desde-cero"); err != nil { // 3 of 3: Remaining 0, Reset 1
 		t.Fatal(err)
 	}
-	if _, err := e.client.Modules(ctx, "python-desde-cero"); err != nil {
+	if _, _, err := e.client.Modules(ctx, "python-desde-cero"); err != nil {
 		t.Fatal(err)
 	}
 	log := e.served("/")
@@ -469,7 +470,7 @@ func TestClientLimiterSpacesRequests(t *testing.T) {
 	const perMinute = 600 // one every 100 ms
 	e := newEnv(t, sample.Catalog{}, localhotmart.Options{}, func(c *hotmart.Config) { c.RequestsPerMinute = perMinute })
 	for range 4 {
-		if _, err := e.client.Modules(t.Context(), "python-desde-cero"); err != nil {
+		if _, _, err := e.client.Modules(t.Context(), "python-desde-cero"); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -477,11 +478,10 @@ func TestClientLimiterSpacesRequests(t *testing.T) {
 	if len(log) != 5 {
 		t.Fatalf("served %d requests, want 5 (token + 4)", len(log))
 	}
-	// Departures are 100 ms apart; arrivals may bunch a little.
-	for i := 1; i < len(log); i++ {
-		if gap := log[i].at.Sub(log[i-1].at); gap < 70*time.Millisecond {
-			t.Errorf("request %d arrived %v after the previous one, want about 100 ms", i, gap)
-		}
+	// Departures are 100 ms apart. One arrival may be late and the next on
+	// time (a busy machine), so the span of all of them is what is sure.
+	if span := log[len(log)-1].at.Sub(log[0].at); span < 350*time.Millisecond {
+		t.Errorf("5 requests arrived within %v, want about 400 ms (one every 100 ms)", span)
 	}
 }
 
@@ -524,7 +524,7 @@ func TestConcurrentRefusalsShareOneRefresh(t *testing.T) {
 	// No client-side spacing, so the refusals really overlap.
 	e := newEnv(t, sample.Catalog{}, localhotmart.Options{}, func(c *hotmart.Config) { c.RequestsPerMinute = 1 << 30 })
 	ctx := t.Context()
-	if _, err := e.client.Products(ctx); err != nil {
+	if _, _, err := e.client.Products(ctx); err != nil {
 		t.Fatal(err)
 	}
 	e.server.ExpireTokens()
@@ -532,7 +532,7 @@ func TestConcurrentRefusalsShareOneRefresh(t *testing.T) {
 	errs := make([]error, callers)
 	var wg sync.WaitGroup
 	for i := range callers {
-		wg.Go(func() { _, errs[i] = e.client.Modules(ctx, "python-desde-cero") })
+		wg.Go(func() { _, _, errs[i] = e.client.Modules(ctx, "python-desde-cero") })
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
@@ -561,7 +561,7 @@ func TestTransportErrorsAreRetriedThenRetryable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = c.Modules(t.Context(), "python-desde-cero")
+	_, _, err = c.Modules(t.Context(), "python-desde-cero")
 	t.Logf("error: %v", err)
 	var retryable *failure.Retryable
 	if !errors.As(err, &retryable) {

@@ -56,7 +56,7 @@ func (c *Client) accessToken(ctx context.Context) (string, error) {
 		// (which would fetch a token before every call). A token that dies
 		// sooner is refreshed once on its 401.
 		ttl = DefaultTokenLifetime
-		c.log.WarnContext(ctx, "hotmart token answer has no expires_in; assuming a default lifetime", "assumed", ttl.String())
+		c.log.WarnContext(ctx, "hotmart token answer has no expires_in; assuming a default lifetime", "assumedSeconds", seconds(ttl))
 	}
 	// Refresh a little before Hotmart's expiry, so a token never expires
 	// between being read here and reaching the server.
@@ -64,7 +64,7 @@ func (c *Client) accessToken(ctx context.Context) (string, error) {
 	c.tokenMu.Lock()
 	c.token, c.tokenExp = tb.AccessToken, c.now().Add(ttl-margin)
 	c.tokenMu.Unlock()
-	c.log.DebugContext(ctx, "hotmart access token fetched", "expiresInSeconds", ttl.Seconds())
+	c.log.DebugContext(ctx, "hotmart access token fetched", "expiresInSeconds", seconds(ttl))
 	return tb.AccessToken, nil
 }
 

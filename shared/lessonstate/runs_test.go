@@ -53,8 +53,14 @@ func TestRuns(t *testing.T) {
 	if _, ok, err := s.LatestRun(ctx); err != nil || ok {
 		t.Fatalf("latest run of an empty store: %v, %v", ok, err)
 	}
-	r1 := Run{ID: "r1", StartedAt: t0, FinishedAt: t0.Add(time.Minute), Counts: Counts{New: 2, Unchanged: 3}, Complete: true,
-		Errors: []string{"module m2: 429"}, AwaitingMedia: []string{"L9"}}
+	r1 := Run{ID: "r1", StartedAt: t0, FinishedAt: t0.Add(time.Minute), Counts: Counts{New: 2, Unchanged: 3, CoursesWalked: 1, CoursesPartial: 1, SkippedModules: 1},
+		Outcome: "partial", Errors: []string{"product list: 429"}, AwaitingMedia: []string{"L9"},
+		Courses: []CourseRun{
+			{CourseID: "c1", Outcome: "walked", Modules: 2, Lessons: 5},
+			{CourseID: "c2", Outcome: "partial", Changed: true, Modules: 3, Lessons: 4, NotLessons: 1,
+				Problems: []string{"module m2 skipped"}, Warnings: []string{"page p1 has no name"}, MoreProblems: 2},
+		},
+		MoreCourses: 1, NotLessonTypes: map[string]int{"QUIZ": 2}}
 	r2 := Run{ID: "r2", StartedAt: t0.Add(time.Hour)} // still running: no finish time
 	for _, r := range []Run{r2, r1} {
 		if err := s.SaveRun(ctx, r); err != nil {
