@@ -14,6 +14,7 @@ import (
 	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
 
 	"github.com/coursekb/pipeline/shared/analyze"
+	"github.com/coursekb/pipeline/shared/config"
 	"github.com/coursekb/pipeline/shared/failure"
 	"github.com/coursekb/pipeline/shared/genaiclient"
 	"github.com/coursekb/pipeline/shared/lessonstate"
@@ -27,25 +28,12 @@ import (
 const EntryPoint = "Analyzer"
 
 func init() {
-	functions.HTTP(EntryPoint, entry)
+	functions.HTTP(EntryPoint, setup.HTTPEntry(instance, "analyzer", lessonstate.StageAnalyze))
 }
 
 // instance is built on the first request and kept; a failed start-up is
 // retried by the next request (setup.Instance).
 var instance = setup.NewInstance(NewFromEnv)
-
-func entry(w http.ResponseWriter, r *http.Request) {
-	h, err := instance.Get(r.Context())
-	if err != nil {
-		logging.Default().ErrorContext(r.Context(), "analyzer cannot start; the workflow will retry",
-			"error", err.Error(), logging.KeyStage, lessonstate.StageAnalyze)
-		// 503: a start-up that failed (a bucket out of reach, say) may
-		// pass on the next request.
-		workflowcall.Write(w, workflowcall.Response{}, failure.Retryablef("analyzer cannot start: %w", err))
-		return
-	}
-	h.ServeHTTP(w, r)
-}
 
 // Handler answers the workflow's calls.
 type Handler struct {
@@ -65,20 +53,7 @@ func New(stage *analyze.Stage, log *slog.Logger) (*Handler, error) {
 // (analyze.Config), and checks that both buckets can be reached: a wrong
 // bucket or a missing grant shows at start-up.
 func NewFromEnv(ctx context.Context) (*Handler, error) {
-	cfg, err := analyze.LoadConfig()
-	if err != nil {
-		return nil, err
-	}
-	env, err := setup.New(ctx, "analyzer", cfg.Common, setup.Options{})
-	if err != nil {
-		return nil, err
-	}
-	h, err := fromEnv(ctx, env, cfg)
-	if err != nil {
-		env.Close()
-		return nil, err
-	}
-	return h, nil
+	return setup.Build(ctx, "analyzer", analyze.LoadConfig, func(c analyze.Config) config.Common { return c.Common }, fromEnv)
 }
 
 // startupCheck bounds the start-up's look at the buckets.

@@ -14,12 +14,9 @@ import (
 
 	"github.com/coursekb/pipeline/shared/config"
 	"github.com/coursekb/pipeline/shared/download"
-	"github.com/coursekb/pipeline/shared/events"
 	"github.com/coursekb/pipeline/shared/lessonstate"
-	"github.com/coursekb/pipeline/shared/logging"
 	"github.com/coursekb/pipeline/shared/media"
 	"github.com/coursekb/pipeline/shared/setup"
-	"github.com/coursekb/pipeline/shared/tracing"
 	"github.com/coursekb/pipeline/shared/transfer"
 )
 
@@ -27,22 +24,12 @@ import (
 const EntryPoint = "Downloader"
 
 func init() {
-	functions.CloudEvent(EntryPoint, entry)
+	functions.CloudEvent(EntryPoint, setup.CloudEventEntry(instance, "downloader", lessonstate.StageDownload))
 }
 
 // instance is built on the first event and kept; a failed start-up is
 // retried by the next event (setup.Instance).
 var instance = setup.NewInstance(NewFromEnv)
-
-func entry(ctx context.Context, ce event.Event) error {
-	h, err := instance.Get(ctx)
-	if err != nil {
-		logging.Default().ErrorContext(ctx, "downloader cannot start; the message will be redelivered",
-			"error", err.Error(), logging.KeyStage, lessonstate.StageDownload)
-		return err
-	}
-	return h.Handle(ctx, ce)
-}
 
 // Handler decodes lesson-discovered events and runs the download stage.
 type Handler struct {
@@ -62,20 +49,7 @@ func New(stage *download.Stage, log *slog.Logger) (*Handler, error) {
 // (config.Downloader), and checks that the raw bucket can be reached: a
 // wrong bucket or a missing grant shows at start-up.
 func NewFromEnv(ctx context.Context) (*Handler, error) {
-	var cfg config.Downloader
-	if err := config.Load(&cfg); err != nil {
-		return nil, fmt.Errorf("downloader: %w", err)
-	}
-	env, err := setup.New(ctx, "downloader", cfg.Common, setup.Options{})
-	if err != nil {
-		return nil, err
-	}
-	h, err := fromEnv(ctx, env, cfg)
-	if err != nil {
-		env.Close()
-		return nil, err
-	}
-	return h, nil
+	return setup.Build(ctx, "downloader", setup.Load[config.Downloader]("downloader"), func(c config.Downloader) config.Common { return c.Common }, fromEnv)
 }
 
 // startupCheck bounds the start-up's look at the raw bucket: an instance
@@ -110,20 +84,5 @@ func fromEnv(ctx context.Context, env *setup.Env, cfg config.Downloader) (*Handl
 // acknowledged, with nothing written; only failures a redelivery may fix
 // return an error.
 func (h *Handler) Handle(ctx context.Context, ce event.Event) error {
-	ctx = logging.WithLogger(ctx, h.log)
-	ev, attrs, err := events.LessonFromCloudEvent(ce)
-	ctx = tracing.Extract(ctx, attrs)
-	ctx, span := tracing.Start(ctx, "download")
-	defer span.End()
-	if err != nil {
-		h.log.ErrorContext(ctx, "rejected event; acknowledged, nothing written",
-			"error", err.Error(), "eventId", ce.ID(), logging.KeyStage, lessonstate.StageDownload,
-			logging.KeyLessonID, ev.LessonID)
-		return nil
-	}
-	if err := h.stage.Handle(ctx, ev); err != nil {
-		span.RecordError(err)
-		return err
-	}
-	return nil
+	return setup.HandleLessonEvent(ctx, ce, h.log, lessonstate.StageDownload, h.stage.Handle)
 }

@@ -14,36 +14,24 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 
 	"github.com/coursekb/pipeline/shared/chunk"
+	"github.com/coursekb/pipeline/shared/config"
 	"github.com/coursekb/pipeline/shared/enrich"
-	"github.com/coursekb/pipeline/shared/events"
 	"github.com/coursekb/pipeline/shared/genaiclient"
 	"github.com/coursekb/pipeline/shared/lessonstate"
-	"github.com/coursekb/pipeline/shared/logging"
 	"github.com/coursekb/pipeline/shared/setup"
 	"github.com/coursekb/pipeline/shared/taxonomy"
-	"github.com/coursekb/pipeline/shared/tracing"
 )
 
 // EntryPoint is the function's name for functions-framework and Terraform.
 const EntryPoint = "Enricher"
 
 func init() {
-	functions.CloudEvent(EntryPoint, entry)
+	functions.CloudEvent(EntryPoint, setup.CloudEventEntry(instance, "enricher", lessonstate.StageEnrich))
 }
 
 // instance is built on the first event and kept; a failed start-up is
 // retried by the next event (setup.Instance).
 var instance = setup.NewInstance(NewFromEnv)
-
-func entry(ctx context.Context, ce event.Event) error {
-	h, err := instance.Get(ctx)
-	if err != nil {
-		logging.Default().ErrorContext(ctx, "enricher cannot start; the message will be redelivered",
-			"error", err.Error(), logging.KeyStage, lessonstate.StageEnrich)
-		return err
-	}
-	return h.Handle(ctx, ce)
-}
 
 // Handler decodes lesson-processed events and runs the enrich stage.
 type Handler struct {
@@ -64,20 +52,7 @@ func New(stage *enrich.Stage, log *slog.Logger) (*Handler, error) {
 // the compiled-in taxonomy is valid: a wrong bucket, a missing grant or a
 // broken file shows at start-up.
 func NewFromEnv(ctx context.Context) (*Handler, error) {
-	cfg, err := enrich.LoadConfig()
-	if err != nil {
-		return nil, err
-	}
-	env, err := setup.New(ctx, "enricher", cfg.Common, setup.Options{})
-	if err != nil {
-		return nil, err
-	}
-	h, err := FromEnv(ctx, env, cfg)
-	if err != nil {
-		env.Close()
-		return nil, err
-	}
-	return h, nil
+	return setup.Build(ctx, "enricher", enrich.LoadConfig, func(c enrich.Config) config.Common { return c.Common }, FromEnv)
 }
 
 // startupCheck bounds the start-up's look at the artifacts bucket.
@@ -140,20 +115,5 @@ func FromEnv(ctx context.Context, env *setup.Env, cfg enrich.Config) (*Handler, 
 // acknowledged, with nothing written; only failures a redelivery may fix
 // return an error.
 func (h *Handler) Handle(ctx context.Context, ce event.Event) error {
-	ctx = logging.WithLogger(ctx, h.log)
-	ev, attrs, err := events.LessonFromCloudEvent(ce)
-	ctx = tracing.Extract(ctx, attrs)
-	ctx, span := tracing.Start(ctx, "enrich")
-	defer span.End()
-	if err != nil {
-		h.log.ErrorContext(ctx, "rejected event; acknowledged, nothing written",
-			"error", err.Error(), "eventId", ce.ID(), logging.KeyStage, lessonstate.StageEnrich,
-			logging.KeyLessonID, ev.LessonID)
-		return nil
-	}
-	if err := h.stage.Handle(ctx, ev); err != nil {
-		span.RecordError(err)
-		return err
-	}
-	return nil
+	return setup.HandleLessonEvent(ctx, ce, h.log, lessonstate.StageEnrich, h.stage.Handle)
 }

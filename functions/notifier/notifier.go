@@ -7,7 +7,6 @@ package notifier
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 
 	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
@@ -25,22 +24,12 @@ import (
 const EntryPoint = "Notifier"
 
 func init() {
-	functions.CloudEvent(EntryPoint, entry)
+	functions.CloudEvent(EntryPoint, setup.CloudEventEntry(instance, "notifier", notify.Stage))
 }
 
 // instance is built on the first event and kept; a failed start-up is
 // retried by the next event (setup.Instance).
 var instance = setup.NewInstance(NewFromEnv)
-
-func entry(ctx context.Context, ce event.Event) error {
-	h, err := instance.Get(ctx)
-	if err != nil {
-		logging.Default().ErrorContext(ctx, "notifier cannot start; the message will be redelivered",
-			"error", err.Error(), logging.KeyStage, notify.Stage)
-		return err
-	}
-	return h.Handle(ctx, ce)
-}
 
 // Handler decodes notifier events and runs the notifier.
 type Handler struct {
@@ -60,20 +49,11 @@ func New(n *notify.Notifier, log *slog.Logger) (*Handler, error) {
 // (config.Notifier). A configuration problem fails the start-up, naming
 // every bad variable.
 func NewFromEnv(ctx context.Context) (*Handler, error) {
-	var cfg config.Notifier
-	if err := config.Load(&cfg); err != nil {
-		return nil, fmt.Errorf("notifier: %w", err)
-	}
-	env, err := setup.New(ctx, "notifier", cfg.Common, setup.Options{})
-	if err != nil {
-		return nil, err
-	}
-	h, err := FromEnv(env, cfg)
-	if err != nil {
-		env.Close()
-		return nil, err
-	}
-	return h, nil
+	return setup.Build(ctx, "notifier", setup.Load[config.Notifier]("notifier"),
+		func(c config.Notifier) config.Common { return c.Common },
+		func(_ context.Context, env *setup.Env, cfg config.Notifier) (*Handler, error) {
+			return FromEnv(env, cfg)
+		})
 }
 
 // FromEnv builds the handler on an environment already set up; tests use

@@ -6,7 +6,6 @@ package replayer
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 
 	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
@@ -28,19 +27,10 @@ const EntryPoint = "Replayer"
 const stage = "replay"
 
 func init() {
-	functions.CloudEvent(EntryPoint, entry)
+	functions.CloudEvent(EntryPoint, setup.CloudEventEntry(instance, "replayer", stage))
 }
 
 var instance = setup.NewInstance(NewFromEnv)
-
-func entry(ctx context.Context, ce event.Event) error {
-	h, err := instance.Get(ctx)
-	if err != nil {
-		logging.Default().ErrorContext(ctx, "replayer cannot start", "error", err.Error(), logging.KeyStage, stage)
-		return err
-	}
-	return h.Handle(ctx, ce)
-}
 
 // Handler decodes lesson-replay messages.
 type Handler struct {
@@ -58,23 +48,16 @@ func New(r *replay.Replayer, log *slog.Logger) (*Handler, error) {
 
 // NewFromEnv builds the handler from the environment (config.Common).
 func NewFromEnv(ctx context.Context) (*Handler, error) {
-	var cfg config.Common
-	if err := config.Load(&cfg); err != nil {
-		return nil, fmt.Errorf("replayer: %w", err)
-	}
-	env, err := setup.New(ctx, "replayer", cfg, setup.Options{})
+	return setup.Build(ctx, "replayer", setup.Load[config.Common]("replayer"),
+		func(c config.Common) config.Common { return c }, fromEnv)
+}
+
+func fromEnv(_ context.Context, env *setup.Env, _ config.Common) (*Handler, error) {
+	r, err := replay.New(env.Store, env.Relay, env.Log)
 	if err != nil {
 		return nil, err
 	}
-	r, err := replay.New(env.Store, env.Relay, env.Log)
-	if err == nil {
-		var h *Handler
-		if h, err = New(r, env.Log); err == nil {
-			return h, nil
-		}
-	}
-	env.Close()
-	return nil, err
+	return New(r, env.Log)
 }
 
 // Handle replays one lesson. A message that can never be replayed is logged

@@ -32,7 +32,7 @@ import (
 const EntryPoint = "Starter"
 
 func init() {
-	functions.CloudEvent(EntryPoint, entry)
+	functions.CloudEvent(EntryPoint, setup.CloudEventEntry(instance, "starter", lessonstate.StepProcess))
 }
 
 // Config is the starter's configuration.
@@ -52,16 +52,6 @@ type Config struct {
 
 var instance = setup.NewInstance(NewFromEnv)
 
-func entry(ctx context.Context, ce event.Event) error {
-	h, err := instance.Get(ctx)
-	if err != nil {
-		logging.Default().ErrorContext(ctx, "starter cannot start; the event will be redelivered",
-			"error", err.Error(), logging.KeyStage, lessonstate.StepProcess)
-		return err
-	}
-	return h.Handle(ctx, ce)
-}
-
 // Handler decodes the starter's two kinds of event.
 type Handler struct {
 	starter *start.Starter
@@ -78,20 +68,7 @@ func New(s *start.Starter, log *slog.Logger) (*Handler, error) {
 
 // NewFromEnv builds the handler and its clients from the environment.
 func NewFromEnv(ctx context.Context) (*Handler, error) {
-	var cfg Config
-	if err := config.Load(&cfg); err != nil {
-		return nil, fmt.Errorf("starter: %w", err)
-	}
-	env, err := setup.New(ctx, "starter", cfg.Common, setup.Options{})
-	if err != nil {
-		return nil, err
-	}
-	h, err := fromEnv(ctx, env, cfg)
-	if err != nil {
-		env.Close()
-		return nil, err
-	}
-	return h, nil
+	return setup.Build(ctx, "starter", setup.Load[Config]("starter"), func(c Config) config.Common { return c.Common }, fromEnv)
 }
 
 func fromEnv(ctx context.Context, env *setup.Env, cfg Config) (*Handler, error) {

@@ -6,7 +6,6 @@ package sweeper
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"log/slog"
 	"net/http"
 
@@ -23,20 +22,10 @@ import (
 const EntryPoint = "Sweeper"
 
 func init() {
-	functions.HTTP(EntryPoint, entry)
+	functions.HTTP(EntryPoint, setup.HTTPEntry(instance, "sweeper", "sweep"))
 }
 
 var instance = setup.NewInstance(NewFromEnv)
-
-func entry(w http.ResponseWriter, r *http.Request) {
-	h, err := instance.Get(r.Context())
-	if err != nil {
-		logging.Default().ErrorContext(r.Context(), "sweeper cannot start", "error", err.Error(), logging.KeyStage, "sweep")
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
-	}
-	h.ServeHTTP(w, r)
-}
 
 // Handler runs a sweep per request.
 type Handler struct {
@@ -54,23 +43,16 @@ func New(s *sweep.Sweeper, log *slog.Logger) (*Handler, error) {
 
 // NewFromEnv builds the handler from the environment (config.Sweeper).
 func NewFromEnv(ctx context.Context) (*Handler, error) {
-	var cfg config.Sweeper
-	if err := config.Load(&cfg); err != nil {
-		return nil, fmt.Errorf("sweeper: %w", err)
-	}
-	env, err := setup.New(ctx, "sweeper", cfg.Common, setup.Options{})
+	return setup.Build(ctx, "sweeper", setup.Load[config.Sweeper]("sweeper"),
+		func(c config.Sweeper) config.Common { return c.Common }, fromEnv)
+}
+
+func fromEnv(_ context.Context, env *setup.Env, cfg config.Sweeper) (*Handler, error) {
+	s, err := sweep.New(env.Store, env.Relay, cfg.Batch, env.Log)
 	if err != nil {
 		return nil, err
 	}
-	s, err := sweep.New(env.Store, env.Relay, cfg.Batch, env.Log)
-	if err == nil {
-		var h *Handler
-		if h, err = New(s, env.Log); err == nil {
-			return h, nil
-		}
-	}
-	env.Close()
-	return nil, err
+	return New(s, env.Log)
 }
 
 // ServeHTTP runs one sweep and answers its report. Only POST runs a sweep

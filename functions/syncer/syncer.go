@@ -18,11 +18,9 @@ import (
 	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
 	"github.com/cloudevents/sdk-go/v2/event"
 
-	"github.com/coursekb/pipeline/shared/events"
+	"github.com/coursekb/pipeline/shared/config"
 	"github.com/coursekb/pipeline/shared/lessonstate"
-	"github.com/coursekb/pipeline/shared/logging"
 	"github.com/coursekb/pipeline/shared/setup"
-	"github.com/coursekb/pipeline/shared/tracing"
 	"github.com/coursekb/pipeline/shared/vectorsync"
 )
 
@@ -30,22 +28,12 @@ import (
 const EntryPoint = "Syncer"
 
 func init() {
-	functions.CloudEvent(EntryPoint, entry)
+	functions.CloudEvent(EntryPoint, setup.CloudEventEntry(instance, "syncer", lessonstate.StageSync))
 }
 
 // instance is built on the first event and kept; a failed start-up is
 // retried by the next event (setup.Instance).
 var instance = setup.NewInstance(NewFromEnv)
-
-func entry(ctx context.Context, ce event.Event) error {
-	h, err := instance.Get(ctx)
-	if err != nil {
-		logging.Default().ErrorContext(ctx, "syncer cannot start; the message will be redelivered",
-			"error", err.Error(), logging.KeyStage, lessonstate.StageSync)
-		return err
-	}
-	return h.Handle(ctx, ce)
-}
 
 // Handler decodes lesson-enriched and removed lesson events and runs the
 // sync stage.
@@ -66,20 +54,7 @@ func New(stage *vectorsync.Stage, log *slog.Logger) (*Handler, error) {
 // (vectorsync.Config), and checks that the artifacts bucket can be reached:
 // a wrong bucket or a missing grant shows at start-up.
 func NewFromEnv(ctx context.Context) (*Handler, error) {
-	cfg, err := vectorsync.LoadConfig()
-	if err != nil {
-		return nil, err
-	}
-	env, err := setup.New(ctx, "syncer", cfg.Common, setup.Options{})
-	if err != nil {
-		return nil, err
-	}
-	h, err := FromEnv(ctx, env, cfg)
-	if err != nil {
-		env.Close()
-		return nil, err
-	}
-	return h, nil
+	return setup.Build(ctx, "syncer", vectorsync.LoadConfig, func(c vectorsync.Config) config.Common { return c.Common }, FromEnv)
 }
 
 // startupCheck bounds the start-up's look at the artifacts bucket.
@@ -111,20 +86,5 @@ func FromEnv(ctx context.Context, env *setup.Env, cfg vectorsync.Config) (*Handl
 // acknowledged, with nothing written; only failures a redelivery may fix
 // return an error.
 func (h *Handler) Handle(ctx context.Context, ce event.Event) error {
-	ctx = logging.WithLogger(ctx, h.log)
-	ev, attrs, err := events.LessonFromCloudEvent(ce)
-	ctx = tracing.Extract(ctx, attrs)
-	ctx, span := tracing.Start(ctx, "sync")
-	defer span.End()
-	if err != nil {
-		h.log.ErrorContext(ctx, "rejected event; acknowledged, nothing written",
-			"error", err.Error(), "eventId", ce.ID(), logging.KeyStage, lessonstate.StageSync,
-			logging.KeyLessonID, ev.LessonID)
-		return nil
-	}
-	if err := h.stage.Handle(ctx, ev); err != nil {
-		span.RecordError(err)
-		return err
-	}
-	return nil
+	return setup.HandleLessonEvent(ctx, ce, h.log, lessonstate.StageSync, h.stage.Handle)
 }

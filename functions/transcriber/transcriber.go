@@ -20,6 +20,7 @@ import (
 	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
 
 	"github.com/coursekb/pipeline/shared/audio"
+	"github.com/coursekb/pipeline/shared/config"
 	"github.com/coursekb/pipeline/shared/failure"
 	"github.com/coursekb/pipeline/shared/lessonstate"
 	"github.com/coursekb/pipeline/shared/logging"
@@ -33,23 +34,12 @@ import (
 const EntryPoint = "Transcriber"
 
 func init() {
-	functions.HTTP(EntryPoint, entry)
+	functions.HTTP(EntryPoint, setup.HTTPEntry(instance, "transcriber", lessonstate.StageTranscribe))
 }
 
 // instance is built on the first request and kept; a failed start-up is
 // retried by the next request (setup.Instance).
 var instance = setup.NewInstance(NewFromEnv)
-
-func entry(w http.ResponseWriter, r *http.Request) {
-	h, err := instance.Get(r.Context())
-	if err != nil {
-		logging.Default().ErrorContext(r.Context(), "transcriber cannot start; the workflow will retry",
-			"error", err.Error(), logging.KeyStage, lessonstate.StageTranscribe)
-		workflowcall.Write(w, workflowcall.Response{}, failure.Retryablef("transcriber cannot start: %w", err))
-		return
-	}
-	h.ServeHTTP(w, r)
-}
 
 // Handler answers the workflow's calls.
 type Handler struct {
@@ -70,29 +60,16 @@ func New(stage *transcribe.Stage, log *slog.Logger) (*Handler, error) {
 // that both buckets can be reached: a wrong image, bucket or grant shows at
 // start-up, not in the middle of a lesson.
 func NewFromEnv(ctx context.Context) (*Handler, error) {
-	cfg, err := transcribe.LoadConfig()
-	if err != nil {
-		return nil, err
-	}
-	if err := audio.CheckTools(ctx); err != nil {
-		return nil, fmt.Errorf("transcriber: %w", err)
-	}
-	env, err := setup.New(ctx, "transcriber", cfg.Common, setup.Options{})
-	if err != nil {
-		return nil, err
-	}
-	h, err := fromEnv(ctx, env, cfg)
-	if err != nil {
-		env.Close()
-		return nil, err
-	}
-	return h, nil
+	return setup.Build(ctx, "transcriber", transcribe.LoadConfig, func(c transcribe.Config) config.Common { return c.Common }, fromEnv)
 }
 
 // startupCheck bounds the start-up's look at the buckets.
 const startupCheck = 5 * time.Second
 
 func fromEnv(ctx context.Context, env *setup.Env, cfg transcribe.Config) (*Handler, error) {
+	if err := audio.CheckTools(ctx); err != nil {
+		return nil, fmt.Errorf("transcriber: %w", err)
+	}
 	cctx, cancel := context.WithTimeout(ctx, startupCheck)
 	defer cancel()
 	for _, b := range []string{cfg.RawBucket, cfg.ArtifactsBucket} {

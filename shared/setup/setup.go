@@ -192,3 +192,5 @@ func isNil(d any) bool {
 	}
 	return false
 }
+
+func fmtErr(service string, err error) error { return fmt.Errorf("%s: %w", service, err) }
