@@ -103,14 +103,14 @@ func runCmd(ctx context.Context, args []string) error {
 	if first.err != nil {
 		return first.err
 	}
-	printCounts(out, first.sum.RunID, first.sum.Counts, first.sum.AwaitingMedia, first.sum.Errors)
+	printSummary(out, first.sum)
 
 	fmt.Fprintln(out, "▶ detection run 2: nothing changed, so nothing is published")
 	second, err := st.Detect(ctx)
 	if err != nil {
 		return err
 	}
-	printCounts(out, second.RunID, second.Counts, second.AwaitingMedia, second.Errors)
+	printSummary(out, second)
 
 	summary(out, lessons, feed)
 	if werr == nil {
@@ -227,13 +227,29 @@ func indent(s, prefix string) string {
 	return prefix + strings.ReplaceAll(s, "\n", "\n"+prefix)
 }
 
-func printCounts(w io.Writer, runID string, c lessonstate.Counts, awaiting, errs []string) {
-	fmt.Fprintf(w, "  %s: %d new, %d changed, %d removed, %d unchanged, %d awaiting media, %d without media\n",
-		runID, c.New, c.Changed, c.Removed, c.Unchanged, c.AwaitingMedia, c.NoMedia)
-	if len(awaiting) > 0 {
-		fmt.Fprintf(w, "  awaiting media from the producer (reported, not failed): %s\n", strings.Join(awaiting, ", "))
+// printSummary prints a detection run as its answer says it: the outcome,
+// the counts, the lessons awaiting media, and every course not walked
+// completely with its problems.
+func printSummary(w io.Writer, sum detector.Summary) {
+	c := sum.Counts
+	fmt.Fprintf(w, "  %s (%s): %d new, %d changed, %d removed, %d unchanged, %d awaiting media, %d without media\n",
+		sum.RunID, sum.Outcome, c.New, c.Changed, c.Removed, c.Unchanged, c.AwaitingMedia, c.NoMedia)
+	if len(sum.NotLessonTypes) > 0 {
+		fmt.Fprintf(w, "  pages that are not lessons (LESSON_PAGE_TYPES): %v\n", sum.NotLessonTypes)
 	}
-	for _, e := range errs {
+	if len(sum.AwaitingMedia) > 0 {
+		fmt.Fprintf(w, "  awaiting media from the producer (reported, not failed): %s\n", strings.Join(sum.AwaitingMedia, ", "))
+	}
+	for _, course := range sum.Courses {
+		if course.Outcome == "walked" {
+			continue
+		}
+		fmt.Fprintf(w, "  course %s %s\n", course.CourseID, course.Outcome)
+		for _, p := range course.Problems {
+			fmt.Fprintf(w, "    %s\n", p)
+		}
+	}
+	for _, e := range sum.Errors {
 		fmt.Fprintf(w, "  error: %s\n", e)
 	}
 }

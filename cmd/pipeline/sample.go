@@ -60,7 +60,7 @@ var realServices = []struct {
 	vars []string // the first one switches the service to real
 }{
 	{"Hotmart API", []string{"HOTMART_BASE_URL", "HOTMART_TOKEN_URL", "HOTMART_CLIENT_ID", "HOTMART_CLIENT_SECRET", "HOTMART_BASIC_TOKEN", "HOTMART_REQUESTS_PER_MINUTE"}},
-	{"course catalog", []string{"COURSE_CATALOG"}},
+	{"course catalog", []string{"COURSE_CATALOG", "LESSON_PAGE_TYPES", "DETECTION_BUDGET"}},
 	{"media source", []string{"MEDIA_MANIFEST_URI", "MEDIA_INGEST_PREFIX"}},
 	{"OpenAI", []string{"OPENAI_API_KEY", "OPENAI_BASE_URL"}},
 }
@@ -89,6 +89,9 @@ func withRealServices(opts *stack.Options, getenv func(string) string) []string 
 			shown += "=" + redactURL(getenv(s.vars[0]))
 		}
 		lines = append(lines, fmt.Sprintf("%-15s REAL (%s)", s.name, shown))
+	}
+	if getenv("HOTMART_BASE_URL") != "" && getenv("COURSE_CATALOG") == "" {
+		lines = append(lines, "warning: a real Hotmart with the sample's course catalog: its product ids will not match the account; set COURSE_CATALOG")
 	}
 	return lines
 }

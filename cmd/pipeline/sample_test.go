@@ -26,7 +26,8 @@ func TestRealServicesComeFromTheEnvironment(t *testing.T) {
 		t.Fatal("an unset variable was passed on")
 	}
 	out := strings.Join(lines, "\n")
-	for _, want := range []string{"Hotmart API     REAL (HOTMART_BASE_URL=https://sandbox.hotmart.com)", "course catalog  local", "media source    REAL", "OpenAI          local"} {
+	for _, want := range []string{"Hotmart API     REAL (HOTMART_BASE_URL=https://sandbox.hotmart.com)", "course catalog  local", "media source    REAL", "OpenAI          local",
+		"warning: a real Hotmart with the sample's course catalog"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report %q lacks %q", out, want)
 		}
