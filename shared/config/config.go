@@ -76,8 +76,13 @@ type Downloader struct {
 	MaxMediaBytes int64 `env:"MAX_MEDIA_BYTES" envDefault:"21474836480"`
 	// Lease is how long a claimed download stays owned; it must outlast the
 	// longest download, or a redelivery would start a second copy.
-	Lease     time.Duration `env:"DOWNLOAD_LEASE" envDefault:"30m"`
-	ChunkSize int           `env:"UPLOAD_CHUNK_BYTES" envDefault:"8388608"`
+	Lease time.Duration `env:"DOWNLOAD_LEASE" envDefault:"30m"`
+	// ChunkSize is the resumable upload chunk (16 MiB, the storage client's
+	// own default): a download holds two (the upload's buffer and the
+	// read-ahead), and each chunk is one request round trip. Measured (make
+	// bench, BenchmarkFetch): peak RSS 89 MiB for a 256 MiB video and 91 MiB
+	// for 1 GiB, against 77/83 MiB at 8 MiB chunks without the read-ahead.
+	ChunkSize int `env:"UPLOAD_CHUNK_BYTES" envDefault:"16777216"`
 	// MediaManifestURI is read at download time for a lesson's current
 	// media link (see DETECTOR's variable of the same name).
 	MediaManifestURI string `env:"MEDIA_MANIFEST_URI"`

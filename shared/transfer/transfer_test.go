@@ -22,6 +22,7 @@ import (
 
 type env struct {
 	st    *storage.Client
+	gcs   *gcs.Server
 	host  *mediahost.Host
 	media string // media host base URL
 }
@@ -45,7 +46,7 @@ func setup(t *testing.T) env {
 	t.Cleanup(func() { ms.Close() })
 	st := s.Client()
 	t.Cleanup(func() { st.Close() })
-	return env{st: st, host: h, media: ms.URL()}
+	return env{st: st, gcs: s, host: h, media: ms.URL()}
 }
 
 func (e env) exists(t *testing.T, object string) bool {
