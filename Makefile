@@ -3,7 +3,7 @@
 GO ?= go
 PKGS ?= ./...
 
-.PHONY: all deps run test bench build vet fmt-check tf-fmt clean package need-project tf-init plan deploy bootstrap cloudbuild
+.PHONY: all deps run test bench load build vet fmt-check tf-fmt clean package need-project tf-init plan deploy bootstrap cloudbuild
 
 all: build
 
@@ -21,6 +21,13 @@ test: deps fmt-check vet
 ## bench: performance figures, as ratios against baselines measured in the same run
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./bench/ ./shared/chunk/
+
+## load: issue 9's proof at full size: 100 lessons without faults (the targets;
+## the platform usage `pipeline cost` reads), then under every fault at once
+## with the poison inputs (make test runs the same with 10 lessons)
+load: deps
+	$(GO) run ./cmd/pipeline load --lessons 100
+	$(GO) run ./cmd/pipeline load --lessons 100 --chaos all --poison
 
 build:
 	$(GO) build ./...

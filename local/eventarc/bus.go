@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"strings"
@@ -35,6 +36,9 @@ const (
 	// DeadLettered: the message was read from the route's dead-letter
 	// subscription (Options.ObserveDeadLetters) and acknowledged there.
 	DeadLettered Outcome = "dead-lettered"
+	// Duplicated: an extra copy of a delivery attempt (Options.Copies);
+	// its answer settles nothing.
+	Duplicated Outcome = "duplicated"
 )
 
 // Delivery reports one delivery attempt, or one dead letter read.
@@ -50,6 +54,7 @@ type Delivery struct {
 	Outcome      Outcome
 	Backoff      time.Duration // wait before the nack, for Retrying
 	Duration     time.Duration // time the target took
+	Copy         int           // 0 for the attempt itself; 1.. for its extra copies (Options.Copies)
 }
 
 // Options configure a Bus. The zero value works.
@@ -66,6 +71,16 @@ type Options struct {
 	// subscription Setup made, report every message there as DeadLettered
 	// and acknowledge it. Leave it off to read dead letters yourself.
 	ObserveDeadLetters bool
+	// Copies makes every delivery attempt reach its target this many times
+	// (0 or 1: once), as Pub/Sub's at-least-once delivery may: the extra
+	// copies go beside the attempt, and their answers settle nothing (they
+	// are reported as Duplicated).
+	Copies int
+	// Jitter delays every copy, the attempt itself included, by a random
+	// time up to Jitter, so that copies and the messages after them arrive
+	// out of order. Seed seeds the delays.
+	Jitter time.Duration
+	Seed   int64
 }
 
 // Bus delivers the messages of its routes' subscriptions to their targets.
@@ -77,6 +92,7 @@ type Bus struct {
 
 	mu       sync.Mutex
 	attempts map[string]int // by subscription and message id, when the service does not count
+	rnd      *rand.Rand     // jitter; guarded by mu
 }
 
 // New returns a Bus over client (connected to the Pub/Sub emulator) for
@@ -88,7 +104,48 @@ func New(client *pubsub.Client, projectID string, routes []Route, opts Options) 
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Bus{client: client, projectID: projectID, routes: routes, opts: opts, attempts: map[string]int{}}
+	return &Bus{client: client, projectID: projectID, routes: routes, opts: opts, attempts: map[string]int{},
+		rnd: rand.New(rand.NewPCG(uint64(opts.Seed), 0x5eed))}
+}
+
+// jitter is a random delay up to Options.Jitter.
+func (b *Bus) jitter() time.Duration {
+	if b.opts.Jitter <= 0 {
+		return 0
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return time.Duration(b.rnd.Int64N(int64(b.opts.Jitter)))
+}
+
+// wait sleeps d or until ctx ends.
+func wait(ctx context.Context, d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// duplicate sends one extra copy of an attempt and reports it.
+func (b *Bus) duplicate(ctx context.Context, r Route, m *pubsub.Message, attempt, copyNo int) {
+	d := Delivery{Route: r.Name, Subscription: lastSegment(r.Subscription), MessageID: m.ID, LessonID: m.Attributes[events.AttrLessonID],
+		Attempt: attempt, Copy: copyNo, Outcome: Duplicated}
+	wait(ctx, b.jitter())
+	req, err := b.request(ctx, r, m, &d)
+	if req == nil || err != nil {
+		return
+	}
+	start := time.Now()
+	d.Status, d.Err = b.sendWithin(ctx, req, r.AckDeadline)
+	d.Duration = time.Since(start)
+	if b.opts.Observer != nil {
+		b.opts.Observer(d)
+	}
 }
 
 // Run receives every route's subscription (and, with ObserveDeadLetters,
@@ -155,6 +212,10 @@ func (b *Bus) deliver(ctx context.Context, r Route, m *pubsub.Message) {
 		return
 	}
 	if err == nil {
+		for i := 1; i < b.opts.Copies; i++ {
+			go b.duplicate(ctx, r, m, d.Attempt, i)
+		}
+		wait(ctx, b.jitter())
 		start := time.Now()
 		d.Status, err = b.sendWithin(ctx, req, r.AckDeadline)
 		d.Duration = time.Since(start)

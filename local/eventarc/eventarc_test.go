@@ -617,3 +617,60 @@ func mustJSON(v any) string {
 	}
 	return string(b)
 }
+
+// With Copies 3 every message reaches its target three times, the extra
+// copies reported as Duplicated; with Jitter, the copies of several
+// messages arrive in an order other than their publishing order.
+func TestCopiesDeliverEveryMessageThreeTimesOutOfOrder(t *testing.T) {
+	tg := newTarget(t, func(int) int { return http.StatusOK })
+	routes := []Route{{Name: "enricher", Topic: events.TopicLessonProcessed, Target: tg.URL}}
+	e := start(t, routes, Options{Copies: 3, Jitter: 300 * time.Millisecond, Seed: 4})
+	var ids []string
+	for _, l := range []string{"L1", "L2", "L3", "L4", "L5", "L6"} {
+		ids = append(ids, e.publish(t, events.TopicLessonProcessed, events.LessonEvent{LessonID: l, Version: 1}, context.Background()))
+	}
+	waitFor(t, 30*time.Second, "18 requests", func() bool { return len(tg.requests()) >= 18 })
+	waitFor(t, 10*time.Second, "18 reports", func() bool { return len(e.obs.deliveries()) >= 18 })
+	e.stop()
+	per := map[string]int{}
+	var order []string
+	for _, r := range tg.requests() {
+		per[r.header.Get("Ce-Id")]++
+		order = append(order, r.header.Get("Ce-Id"))
+	}
+	for _, id := range ids {
+		if per[id] != 3 {
+			t.Errorf("message %s reached the target %d times, want 3", id, per[id])
+		}
+	}
+	outcomes := map[Outcome]int{}
+	for _, d := range e.obs.deliveries() {
+		outcomes[d.Outcome]++
+		if d.Outcome == Duplicated && (d.Copy < 1 || d.Copy > 2) {
+			t.Errorf("duplicate report %+v: copy number out of 1..2", d)
+		}
+	}
+	if outcomes[Delivered] != 6 || outcomes[Duplicated] != 12 {
+		t.Errorf("reports %v, want 6 delivered and 12 duplicated", outcomes)
+	}
+	// Out of order: some message arrives after a message published later.
+	first := map[string]int{}
+	for i, id := range order {
+		if _, ok := first[id]; !ok {
+			first[id] = i
+		}
+	}
+	last := map[string]int{}
+	for i, id := range order {
+		last[id] = i
+	}
+	mixed := false
+	for i := 0; i+1 < len(ids); i++ {
+		if last[ids[i]] > first[ids[i+1]] {
+			mixed = true
+		}
+	}
+	if !mixed {
+		t.Errorf("arrival order %v: no copy arrived after a later message's first", order)
+	}
+}

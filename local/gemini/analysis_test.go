@@ -96,6 +96,41 @@ func TestAnalyzeUsageMetadata(t *testing.T) {
 	}
 }
 
+// A frame costs what the model charges at the request's media resolution:
+// the cost report multiplies these counts by list prices.
+func TestAnalyzeFramePriceFollowsMediaResolution(t *testing.T) {
+	t.Parallel()
+	f := start(t, gemini.Options{Durations: map[string]float64{"pyL2cond002": 16.131}})
+	// Ten seconds at 1 fps: ten frames.
+	for _, tc := range []struct {
+		model string
+		res   genai.MediaResolution
+		want  int32
+	}{
+		{"gemini-3.5-flash", genai.MediaResolutionLow, 700},
+		{"gemini-3.5-flash", genai.MediaResolutionMedium, 700},
+		{"gemini-3.5-flash", genai.MediaResolutionHigh, 2800},
+		{"gemini-3.5-flash", "", 2580},
+		{"gemini-2.5-flash", genai.MediaResolutionLow, 660},
+		{"gemini-2.5-flash", genai.MediaResolutionMedium, 2580},
+		{"gemini-2.5-flash", "", 2580},
+	} {
+		resp, err := analyzeOn(f, tc.model, "pyL2cond002", 0, 10*time.Second, &genai.GenerateContentConfig{MediaResolution: tc.res})
+		if err != nil {
+			t.Fatalf("%s at %q: %v", tc.model, tc.res, err)
+		}
+		var video int32 = -1
+		for _, d := range resp.UsageMetadata.PromptTokensDetails {
+			if d.Modality == genai.MediaModalityVideo {
+				video = d.TokenCount
+			}
+		}
+		if video != tc.want {
+			t.Errorf("%s at resolution %q: VIDEO %d tokens, want %d", tc.model, tc.res, video, tc.want)
+		}
+	}
+}
+
 // Two windows in turn clip the elements at their border and, merged, give
 // every slide once: what the analyze stage does with a long lesson.
 func TestAnalyzeInWindows(t *testing.T) {

@@ -53,8 +53,10 @@
 // Both answer {"candidates":[{"content":{"role":"model","parts":[{"text":
 // "<JSON>"}]},"finishReason":"STOP","index":0}],"usageMetadata":{…},
 // "modelVersion":"<model> (local engine)"} with plausible token counts: a
-// video window costs 258 tokens a frame (fps frames a second) plus 32 a
-// second of audio, text a token per four bytes.
+// video window costs, per frame (fps frames a second), what the model
+// charges at the request's mediaResolution (Gemini 3: 70 at LOW and MEDIUM,
+// 280 at HIGH; unspecified: 258) plus 32 a second of audio, text a token per
+// four bytes.
 //
 // # Errors
 //

@@ -104,6 +104,11 @@ func analysisSchema(kinds ...string) *genai.Schema {
 // analyze asks for the window [from, to) of a lesson's video (to 0: to the
 // end), as the analyze stage does.
 func analyze(f fixture, lesson string, from, to time.Duration, cfg *genai.GenerateContentConfig) (*genai.GenerateContentResponse, error) {
+	return analyzeOn(f, model, lesson, from, to, cfg)
+}
+
+// analyzeOn is analyze asking the named model.
+func analyzeOn(f fixture, model, lesson string, from, to time.Duration, cfg *genai.GenerateContentConfig) (*genai.GenerateContentResponse, error) {
 	video := genai.NewPartFromURI(videoURI(lesson), "video/mp4")
 	fps := 1.0
 	video.VideoMetadata = &genai.VideoMetadata{StartOffset: from, EndOffset: to, FPS: &fps}

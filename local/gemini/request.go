@@ -209,7 +209,11 @@ func (s *Server) resolve(c *call) error {
 		if maxW := s.opts.MaxWindow.Seconds(); span > maxW {
 			return invalid("the video window [%gs, %gs) holds %.0fs of video; one request holds at most %.0fs with audio: analyze the video in windows", w.Start, w.End, span, maxW)
 		}
-		video := int(math.Round(span * tokensPerFrame * c.fps))
+		resolution := ""
+		if gc := c.req.GenerationConfig; gc != nil {
+			resolution = gc.MediaResolution
+		}
+		video := int(math.Round(span * float64(framePrice(c.model, resolution)) * c.fps))
 		audio := int(math.Round(span * tokensPerAudioSecond))
 		c.promptTokens = textTok + video + audio
 		c.promptDetails = []modalityCount{{"TEXT", textTok}, {"VIDEO", video}, {"AUDIO", audio}}

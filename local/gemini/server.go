@@ -31,13 +31,40 @@ const (
 	DefaultMaxInputTokens = 1_048_576
 )
 
-// Token costs of video, as Vertex counts them at the default media
-// resolution: 258 tokens a frame and 32 a second of audio.
+// Token costs of video: 32 a second of audio at every resolution, and per
+// frame what framePrice says.
 const (
-	tokensPerFrame       = 258
 	tokensPerAudioSecond = 32
 	maxFPS               = 24
 )
+
+// framePrice is what one video frame costs in tokens, as Gemini counts
+// it for generationConfig.mediaResolution. Gemini 3 models give a video
+// frame 70 tokens at LOW and MEDIUM and 280 at HIGH; earlier models 66 at
+// LOW and 258 otherwise. Left unspecified, the engine counts the older
+// models' default, 258: the dearest reading of a setting the request did
+// not make, so a cost report never flatters it.
+func framePrice(model, resolution string) int {
+	gemini3 := strings.HasPrefix(model, "gemini-3")
+	switch resolution {
+	case "MEDIA_RESOLUTION_LOW":
+		if gemini3 {
+			return 70
+		}
+		return 66
+	case "MEDIA_RESOLUTION_MEDIUM":
+		if gemini3 {
+			return 70
+		}
+		return 258
+	case "MEDIA_RESOLUTION_HIGH":
+		if gemini3 {
+			return 280
+		}
+		return 258
+	}
+	return 258
+}
 
 // RequestKind tells the two requests the engine answers apart.
 type RequestKind string
@@ -118,10 +145,14 @@ type Request struct {
 	// frame rate asked for (1 when absent). Analysis requests only.
 	Window artifact.Window
 	FPS    float64
+	// Resolution is generationConfig.mediaResolution ("" when absent).
+	Resolution string
 	// Status is the HTTP status answered; Fault names the injected fault
 	// that shaped the answer, if any ("status", "non-json", "schema").
 	Status int
 	Fault  string
+	// At is when the request arrived (Options.Now).
+	At time.Time
 }
 
 // NewServer answers for the lessons of cat with opts.
@@ -370,9 +401,12 @@ func (s *Server) knownModel(m string) bool {
 func (s *Server) record(c *call) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	rq := Request{Kind: c.kind, Lesson: c.lesson, Model: c.model, Project: c.project, Location: c.location, Version: c.version}
+	rq := Request{Kind: c.kind, Lesson: c.lesson, Model: c.model, Project: c.project, Location: c.location, Version: c.version, At: s.opts.Now()}
 	if c.kind == Analysis {
 		rq.Window, rq.FPS = c.window, c.fps
+		if gc := c.req.GenerationConfig; gc != nil {
+			rq.Resolution = gc.MediaResolution
+		}
 		if rq.Window.End < 0 {
 			rq.Window.End = 0 // absent, and the video's length unknown
 		}

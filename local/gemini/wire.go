@@ -54,6 +54,7 @@ type generationConfig struct {
 	ResponseMIMEType   string          `json:"responseMimeType,omitempty"`
 	ResponseSchema     json.RawMessage `json:"responseSchema,omitempty"`
 	ResponseJSONSchema json.RawMessage `json:"responseJsonSchema,omitempty"`
+	MediaResolution    string          `json:"mediaResolution,omitempty"`
 }
 
 type generateResponse struct {
@@ -215,3 +216,11 @@ func parseDuration(field, s string) (float64, error) {
 // textTokens estimates the tokens of a text as Gemini counts them, about one
 // per four bytes.
 func textTokens(s string) int { return (len(s) + 3) / 4 }
+
+// Refuse answers status as Vertex does when it refuses a request before
+// looking at it (429 RESOURCE_EXHAUSTED, 503 UNAVAILABLE, 500 INTERNAL...):
+// its error body and headers, no Retry-After. For a fault layer in front of
+// the server (local/chaos).
+func Refuse(w http.ResponseWriter, status int) {
+	writeError(w, status, defaultMessage(status))
+}

@@ -51,6 +51,8 @@ type Host struct {
 	key      []byte // nil: no signatures required
 	keyGen   int
 	refused  int
+	cutFirst bool            // CutFirstTransfers is on
+	cut      map[string]bool // files whose first transfer was cut
 }
 
 // pace spreads the body of the next requests for a file over a duration.
@@ -109,6 +111,47 @@ func (h *Host) OnServed(fn func(name string)) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.onServed = fn
+}
+
+// CutFirstTransfers makes the first full transfer of every file stop
+// halfway: the host sends the headers (Content-Length included) and half the
+// body, then drops the connection, as a video host's flaky edge does. Later
+// requests for the file, ranged or not, are served whole. Cuts counts them.
+func (h *Host) CutFirstTransfers() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.cutFirst = true
+	if h.cut == nil {
+		h.cut = map[string]bool{}
+	}
+}
+
+// Cuts returns how many transfers CutFirstTransfers cut.
+func (h *Host) Cuts() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.cut)
+}
+
+// takeCut reports whether this request for name is the one to cut.
+func (h *Host) takeCut(name string, r *http.Request) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.cutFirst || h.cut[name] || r.Method != http.MethodGet || r.Header.Get("Range") != "" {
+		return false
+	}
+	h.cut[name] = true
+	return true
+}
+
+// Refuse answers status as a video host's front end does when it sheds
+// load: 503 (or 429) with Retry-After, or a bare 5xx. For a fault layer in
+// front of the host (local/chaos).
+func Refuse(w http.ResponseWriter, status int) {
+	if status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests {
+		w.Header().Set("Retry-After", "1")
+	}
+	http.Error(w, fmt.Sprintf("media host: %s, try again later", strings.ToLower(http.StatusText(status))), status)
 }
 
 // RequireSignatures makes files downloadable only through links Sign makes.
@@ -292,6 +335,13 @@ func (h *Host) serveFile(w http.ResponseWriter, r *http.Request, name string) {
 	if d := h.takePace(name); d > 0 && st.Size() > 0 {
 		body = &paced{r: f, start: time.Now(), total: st.Size(), d: d, ctx: r.Context()}
 	}
+	if st.Size() > 1 && h.takeCut(name, r) {
+		// ServeContent stops at the reader's error with fewer bytes than
+		// the Content-Length it sent: net/http drops the connection and
+		// the client sees an unexpected EOF.
+		http.ServeContent(w, r, name, st.ModTime(), &cutAt{r: body, at: st.Size() / 2})
+		return
+	}
 	http.ServeContent(w, r, name, st.ModTime(), body)
 	h.mu.Lock()
 	fn := h.onServed
@@ -330,6 +380,31 @@ func (p *paced) Read(b []byte) (int, error) {
 }
 
 func (p *paced) Seek(off int64, whence int) (int64, error) { return p.r.Seek(off, whence) }
+
+// cutAt reads r until offset at, then fails: a transfer cut mid-stream.
+type cutAt struct {
+	r   io.ReadSeeker
+	pos int64
+	at  int64
+}
+
+func (c *cutAt) Read(b []byte) (int, error) {
+	if c.pos >= c.at {
+		return 0, errors.New("media host: transfer cut (CutFirstTransfers)")
+	}
+	if rest := c.at - c.pos; int64(len(b)) > rest {
+		b = b[:rest]
+	}
+	n, err := c.r.Read(b)
+	c.pos += int64(n)
+	return n, err
+}
+
+func (c *cutAt) Seek(off int64, whence int) (int64, error) {
+	pos, err := c.r.Seek(off, whence)
+	c.pos = pos
+	return pos, err
+}
 
 func contentType(name string) string {
 	switch strings.ToLower(path.Ext(name)) {

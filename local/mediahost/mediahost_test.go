@@ -112,3 +112,50 @@ func TestFilesAndStatus(t *testing.T) {
 		}
 	}
 }
+
+// CutFirstTransfers cuts each file's first full transfer halfway (the
+// client sees an unexpected EOF), and serves the next ones, and ranged
+// requests, whole.
+func TestCutFirstTransfers(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	body := bytes.Repeat([]byte("0123456789"), 10000)
+	for _, name := range []string{"a.mp4", "b.mp4"} {
+		if err := os.WriteFile(filepath.Join(dir, name), body, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h, base := start(t, dir)
+	h.CutFirstTransfers()
+	get := func(name, rng string) (int, []byte, error) {
+		req, _ := http.NewRequest(http.MethodGet, base+"/"+name, nil)
+		if rng != "" {
+			req.Header.Set("Range", rng)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, nil, err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return resp.StatusCode, b, err
+	}
+	if _, b, err := get("a.mp4", ""); !errors.Is(err, io.ErrUnexpectedEOF) || len(b) != len(body)/2 {
+		t.Errorf("first transfer: %d bytes, %v; want half, then an unexpected EOF", len(b), err)
+	}
+	if code, b, err := get("a.mp4", "bytes=50000-"); err != nil || code != http.StatusPartialContent || !bytes.Equal(b, body[50000:]) {
+		t.Errorf("resumed range: %d, %d bytes, %v", code, len(b), err)
+	}
+	if _, b, err := get("a.mp4", ""); err != nil || !bytes.Equal(b, body) {
+		t.Errorf("second transfer: %d bytes, %v; want it whole", len(b), err)
+	}
+	if _, b, err := get("b.mp4", "bytes=0-99"); err != nil || len(b) != 100 {
+		t.Errorf("a ranged first request is not cut: %d bytes, %v", len(b), err)
+	}
+	if _, b, err := get("b.mp4", ""); !errors.Is(err, io.ErrUnexpectedEOF) || len(b) != len(body)/2 {
+		t.Errorf("b's first full transfer: %d bytes, %v; want it cut", len(b), err)
+	}
+	if h.Cuts() != 2 {
+		t.Errorf("%d cuts, want 2", h.Cuts())
+	}
+}

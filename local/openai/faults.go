@@ -208,3 +208,11 @@ func (d *discardWriter) Header() http.Header {
 }
 func (d *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
 func (d *discardWriter) WriteHeader(int)             {}
+
+// Refuse answers status as OpenAI does when it refuses a request: for 429
+// its rate-limit headers and rate_limit_exceeded body, for 5xx its
+// server_error body; retry-after and retry-after-ms when retryAfter is set.
+// For a fault layer in front of the server (local/chaos).
+func Refuse(w http.ResponseWriter, status int, retryAfter time.Duration) {
+	writeFault(w, Fault{Status: status, RetryAfter: retryAfter})
+}

@@ -312,3 +312,20 @@ func checkText(t *Text, limit int, plainOnly bool) error {
 	}
 	return nil
 }
+
+// Refuse answers status as Slack's webhooks do: 429 rate_limited with
+// Retry-After (one second), a 5xx rollup_error. For a fault layer in front
+// of the server (local/chaos).
+func Refuse(w http.ResponseWriter, status int) {
+	f := ServerError()
+	f.Status = status
+	if status == http.StatusTooManyRequests {
+		f = RateLimited(time.Second)
+	}
+	if f.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int((f.RetryAfter+time.Second-1)/time.Second)))
+	}
+	w.Header().Set("Content-Type", "text/html")
+	w.WriteHeader(f.Status)
+	io.WriteString(w, f.Body)
+}

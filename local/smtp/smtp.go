@@ -46,6 +46,10 @@ type Options struct {
 	// TLS, when set, offers STARTTLS with this configuration
 	// (SelfSigned makes one).
 	TLS *tls.Config
+	// Refuse, when set, is asked for every message whose data arrives
+	// (after any FailNext): a non-nil answer refuses the message with it,
+	// as a busy server answers 451 (local/chaos refuses a share of them).
+	Refuse func() *gosmtp.SMTPError
 }
 
 // Message is a message the server accepted.
@@ -200,6 +204,12 @@ func (ss *session) Data(r io.Reader) error {
 		s.faults = s.faults[1:]
 		s.refused++
 		return f
+	}
+	if s.opts.Refuse != nil {
+		if f := s.opts.Refuse(); f != nil {
+			s.refused++
+			return f
+		}
 	}
 	m, err := parse(raw)
 	if err != nil {

@@ -90,12 +90,16 @@ type Options struct {
 	Faults []Fault
 	// Now is the clock for operation times and Delay; nil means time.Now.
 	Now func() time.Time
+	// Interceptor, when set, sees every unary call Listen's server gets
+	// before the service does (local/chaos refuses a share of them).
+	Interceptor grpc.UnaryServerInterceptor
 }
 
 // Server is the local Speech-to-Text v2. It is safe for concurrent use,
 // control methods included.
 type Server struct {
 	scripts    Scripts
+	intercept  grpc.UnaryServerInterceptor
 	storage    *storage.Client
 	ownStorage bool
 	log        *slog.Logger
@@ -114,6 +118,7 @@ type Server struct {
 	rejectMsg   string
 	calls       int
 	lessonCalls map[string]int
+	callTimes   map[string][]time.Time // by lesson
 	requests    int
 	ops         map[string]*operation
 	order       []string // operation names, oldest first
@@ -127,6 +132,7 @@ func New(scripts Scripts, opts Options) (*Server, error) {
 	}
 	s := &Server{
 		scripts:     scripts,
+		intercept:   opts.Interceptor,
 		storage:     opts.Storage,
 		log:         opts.Logger,
 		now:         opts.Now,
@@ -134,6 +140,7 @@ func New(scripts Scripts, opts Options) (*Server, error) {
 		polls:       opts.Polls,
 		faults:      slices.Clone(opts.Faults),
 		lessonCalls: map[string]int{},
+		callTimes:   map[string][]time.Time{},
 		ops:         map[string]*operation{},
 	}
 	if s.log == nil {
@@ -172,7 +179,11 @@ func (s *Server) Listen(addr string) (endpoint string, stop func() error, err er
 	if err != nil {
 		return "", nil, fmt.Errorf("local speech: listen on %s: %w", addr, err)
 	}
-	g := grpc.NewServer()
+	var gopts []grpc.ServerOption
+	if s.intercept != nil {
+		gopts = append(gopts, grpc.UnaryInterceptor(s.intercept))
+	}
+	g := grpc.NewServer(gopts...)
 	s.Register(g)
 	go func() { _ = g.Serve(ln) }()
 	s.log.Info("local speech engine listening", "addr", ln.Addr().String())
@@ -254,6 +265,15 @@ func (s *Server) LessonCalls(lessonID string) int {
 	return s.lessonCalls[lessonID]
 }
 
+// LessonCallTimes returns when each call LessonCalls counts arrived, in
+// order: what a check compares with the moment the lesson's transcription
+// was recorded done.
+func (s *Server) LessonCallTimes(lessonID string) []time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.callTimes[lessonID])
+}
+
 var lessonPath = regexp.MustCompile(`^lessons/([^/]+)/(?:v([0-9]+)/)?`)
 
 // lessonFromObject reads lesson id and version from an object name that
@@ -286,8 +306,10 @@ func (s *Server) countCall(req *speechpb.BatchRecognizeRequest) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.calls++
+	now := s.now()
 	for _, id := range lessons {
 		s.lessonCalls[id]++
+		s.callTimes[id] = append(s.callTimes[id], now)
 	}
 	if s.rejectLeft > 0 {
 		s.rejectLeft--

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"maps"
 
+	"github.com/coursekb/pipeline/local/chaos"
 	"github.com/coursekb/pipeline/local/gemini"
 	"github.com/coursekb/pipeline/local/openai"
 	"github.com/coursekb/pipeline/local/sample"
@@ -49,7 +50,11 @@ func (s *Stack) startEngines(opts Options) error {
 
 	s.scripts.Store(speech.FromCatalog(opts.Catalog))
 	scripts := speech.ScriptsFunc(func(id string) (speech.Script, bool) { return s.scripts.Load().(speech.Scripts).Script(id) })
-	if s.Speech, err = speech.New(scripts, speech.Options{Storage: s.Storage, Logger: log}); err != nil {
+	sopts := speech.Options{Storage: s.Storage, Logger: log}
+	if s.chaosSpeech = speechChaos(opts.Chaos); s.chaosSpeech != nil {
+		sopts.Interceptor = s.chaosSpeech.Interceptor()
+	}
+	if s.Speech, err = speech.New(scripts, sopts); err != nil {
 		return fmt.Errorf("stack: speech server: %w", err)
 	}
 	sp, stopSpeech, err := s.Speech.Listen("127.0.0.1:0")
@@ -64,25 +69,21 @@ func (s *Stack) startEngines(opts Options) error {
 		durations[v.PageID] = v.Duration
 	}
 	s.Gemini = gemini.NewServer(opts.Catalog, gemini.Options{Durations: durations, Logger: log})
-	gu, stopGemini, err := s.Gemini.Listen("127.0.0.1:0")
-	if err != nil {
-		return fmt.Errorf("stack: gemini server: %w", err)
-	}
-	s.GeminiURL = gu
-	s.stops = append(s.stops, func() { stopGemini() })
-
 	s.OpenAI = openai.NewServer(openai.Options{Logger: log})
-	if s.OpenAIURL, stop, err = listenStop(s.OpenAI.Listen); err != nil {
-		return fmt.Errorf("stack: openai server: %w", err)
-	}
-	s.stops = append(s.stops, stop)
-
 	s.Slack = slack.NewServer()
-	if s.SlackURL, stop, err = listenStop(s.Slack.Listen); err != nil {
-		return fmt.Errorf("stack: slack webhook: %w", err)
+	if err := s.startAIServers(); err != nil {
+		return err
 	}
-	s.stops = append(s.stops, stop)
-	s.Mail = smtp.New(smtp.Options{})
+	mopts := smtp.Options{}
+	if opts.Chaos.ErrorRate > 0 {
+		s.chaosMail = &mailChaos{dice: chaos.NewDice(opts.Chaos.ErrorRate, opts.Chaos.Seed*100+7)}
+		mopts.Refuse = s.chaosMail.refuse
+	}
+	s.Mail = smtp.New(mopts)
+	if s.chaosMail != nil {
+		s.chaosMail.refused = s.Mail.Refused
+		s.chaosMail.total = func() int { return len(s.Mail.Messages()) }
+	}
 	if s.MailAddr, stop, err = listenStop(s.Mail.Listen); err != nil {
 		return fmt.Errorf("stack: smtp receiver: %w", err)
 	}

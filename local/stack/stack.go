@@ -33,6 +33,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/coursekb/pipeline/functions/detector"
+	"github.com/coursekb/pipeline/local/chaos"
 	"github.com/coursekb/pipeline/local/emulators"
 	"github.com/coursekb/pipeline/local/eventarc"
 	"github.com/coursekb/pipeline/local/faultproxy"
@@ -40,6 +41,7 @@ import (
 	"github.com/coursekb/pipeline/local/gemini"
 	"github.com/coursekb/pipeline/local/hotmart"
 	"github.com/coursekb/pipeline/local/mediahost"
+	"github.com/coursekb/pipeline/local/meter"
 	"github.com/coursekb/pipeline/local/openai"
 	"github.com/coursekb/pipeline/local/proc"
 	"github.com/coursekb/pipeline/local/sample"
@@ -112,6 +114,16 @@ type Options struct {
 	WorkflowEnv map[string]string
 	// StepObserver is told of every step the local Workflows service runs.
 	StepObserver func(workflows.StepEvent)
+	// Meter puts counters at the doors (local/meter): a gRPC proxy in
+	// front of each emulator, which everything in the stack reaches it
+	// through (the functions, this process's clients, the local Workflows
+	// service's Pub/Sub connector, the Cloud Storage notifications), and a
+	// proxy in front of the functions that times their requests.
+	// Stack.Meters has them; Stack.Watch reads without being counted.
+	Meter bool
+	// Chaos makes the outside services, the deliveries and the media host
+	// misbehave (issue 9); the zero value changes nothing.
+	Chaos Chaos
 }
 
 // Stack is a running one-machine pipeline.
@@ -131,6 +143,18 @@ type Stack struct {
 	PS      *pubsub.Client
 	Storage *storage.Client
 	State   *lessonstate.Store
+	// Watch reads the same lessons as State; with Options.Meter its reads
+	// go through the meter's quiet door and are not counted.
+	Watch *lessonstate.Store
+	// Meters are the counters at the doors (Options.Meter); zero otherwise.
+	Meters Doors
+
+	// firestoreAddr and pubsubAddr are where the stack's clients and the
+	// functions reach the emulators: the meters when they count.
+	firestoreAddr, pubsubAddr string
+	chaosHTTP                 map[string]*chaos.Handler
+	chaosSpeech               *chaos.GRPC
+	chaosMail                 *mailChaos
 
 	// FirestoreFaults and StorageFaults stand between the functions and
 	// those services when Options.Faults is set; nil otherwise.
@@ -155,6 +179,7 @@ type Stack struct {
 
 	root      string // the module's directory
 	publisher *events.Publisher
+	quietPub  *events.Publisher
 	stops     []func()
 	busCancel context.CancelFunc
 	busDone   chan error
@@ -164,6 +189,9 @@ type Stack struct {
 	fnBin, fnAddr string
 	fnMu          sync.Mutex
 	fn            *proc.Process
+	fnPID         int
+	fnPeak        int64 // the largest VmHWM of a killed functions process, bytes
+	restarts      int
 	sweeps        sweepLog
 }
 
@@ -276,8 +304,14 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		return nil, err
 	}
 	s.stops = append(s.stops, s.PubSub.Stop)
-	s.setenv(emulators.Firestore.EnvVar(), s.Firestore.Host)
-	s.setenv(emulators.PubSub.EnvVar(), s.PubSub.Host)
+	s.firestoreAddr, s.pubsubAddr = s.Firestore.Host, s.PubSub.Host
+	if opts.Meter {
+		if err := s.startMeters(); err != nil {
+			return nil, err
+		}
+	}
+	s.setenv(emulators.Firestore.EnvVar(), s.firestoreAddr)
+	s.setenv(emulators.PubSub.EnvVar(), s.pubsubAddr)
 
 	if s.PS, err = pubsub.NewClient(ctx, s.ProjectID); err != nil {
 		return nil, fmt.Errorf("stack: pubsub client: %w", err)
@@ -285,6 +319,9 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	s.stops = append(s.stops, func() { s.PS.Close() })
 	s.publisher = events.NewPublisher(s.PS)
 	s.stops = append(s.stops, s.publisher.Close)
+	if err := s.startQuietPublisher(ctx); err != nil {
+		return nil, err
+	}
 	for _, t := range publishedTopics {
 		if err := createTopic(ctx, s.PS, s.ProjectID, t); err != nil {
 			return nil, err
@@ -305,31 +342,26 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		return nil, fmt.Errorf("stack: firestore client: %w", err)
 	}
 	s.stops = append(s.stops, func() { s.FS.Close() })
-	s.State = lessonstate.New(s.FS)
+	s.State, s.Watch = lessonstate.New(s.FS), lessonstate.New(s.FS)
+	if opts.Meter {
+		if s.Watch, err = s.quietStore(ctx); err != nil {
+			return nil, err
+		}
+	}
 
 	s.Hotmart = hotmart.NewServer(opts.Catalog, hotmart.Options{})
-	url, closeHotmart, err := s.Hotmart.Listen("127.0.0.1:0")
-	if err != nil {
-		return nil, fmt.Errorf("stack: hotmart server: %w", err)
-	}
-	s.HotmartURL = url
-	s.stops = append(s.stops, func() { closeHotmart() })
-
 	if s.Media, err = mediahost.New(opts.MediaDir); err != nil {
 		return nil, err
 	}
-	mediaSrv, err := s.Media.Listen("127.0.0.1:0")
-	if err != nil {
+	if err := s.startOutsideServers(); err != nil {
 		return nil, err
 	}
-	s.MediaURL = mediaSrv.URL()
-	s.stops = append(s.stops, func() { mediaSrv.Close() })
 	if err := s.PutManifest(ctx, opts.Videos); err != nil {
 		return nil, err
 	}
 
 	if opts.Faults {
-		if s.FirestoreFaults, err = faultproxy.Start(s.Firestore.Host); err != nil {
+		if s.FirestoreFaults, err = faultproxy.Start(s.firestoreAddr); err != nil {
 			return nil, err
 		}
 		s.stops = append(s.stops, s.FirestoreFaults.Close)
@@ -352,6 +384,13 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	}
 	s.fnBin = b.path
 	s.FunctionsURL = "http://" + s.fnAddr
+	if opts.Meter {
+		if s.Meters.Functions, err = meter.StartFunctions(s.FunctionsURL); err != nil {
+			return nil, err
+		}
+		s.stops = append(s.stops, s.Meters.Functions.Close)
+		s.FunctionsURL = s.Meters.Functions.URL()
+	}
 	s.stops = append(s.stops, func() {
 		s.fnMu.Lock()
 		defer s.fnMu.Unlock()
@@ -371,6 +410,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	busLog := slog.New(slog.NewJSONHandler(opts.Logs, nil))
 	bus := eventarc.New(s.PS, s.ProjectID, routes, eventarc.Options{
 		Observer: opts.Observer, ObserveDeadLetters: true, Logger: busLog,
+		Copies: opts.Chaos.Copies, Jitter: opts.Chaos.Jitter, Seed: opts.Chaos.Seed,
 	})
 	busCtx, cancel := context.WithCancel(context.Background())
 	s.busCancel, s.busDone = cancel, make(chan error, 1)
@@ -392,9 +432,9 @@ func (s *Stack) startFunctions(ctx context.Context) error {
 		return err
 	}
 	s.fnMu.Lock()
-	s.fn = fn
+	s.fn, s.fnPID = fn, cmd.Process.Pid
 	s.fnMu.Unlock()
-	if err := waitHTTP(ctx, fn, s.FunctionsURL+"/", 60*time.Second); err != nil {
+	if err := waitHTTP(ctx, fn, "http://"+s.fnAddr+"/", 60*time.Second); err != nil {
 		return fmt.Errorf("stack: %w", err)
 	}
 	return nil
@@ -416,6 +456,7 @@ func (s *Stack) SetFunctionEnv(vars map[string]string) {
 func (s *Stack) KillFunctions() {
 	s.fnMu.Lock()
 	defer s.fnMu.Unlock()
+	s.fnPeak = max(s.fnPeak, vmHWM(s.fnPID))
 	s.fn.Kill()
 }
 
@@ -424,6 +465,9 @@ func (s *Stack) KillFunctions() {
 // was doing is lost; Pub/Sub, the leases and the sweeper must recover it.
 func (s *Stack) RestartFunctions(ctx context.Context) error {
 	s.KillFunctions()
+	s.fnMu.Lock()
+	s.restarts++
+	s.fnMu.Unlock()
 	return s.startFunctions(ctx)
 }
 
@@ -438,8 +482,8 @@ func (s *Stack) functionsEnv(addr string) []string {
 		"PORT":                    portOf(addr),
 		"HOST":                    "127.0.0.1",
 		"GOOGLE_CLOUD_PROJECT":    s.ProjectID,
-		"FIRESTORE_EMULATOR_HOST": s.Firestore.Host,
-		"PUBSUB_EMULATOR_HOST":    s.PubSub.Host,
+		"FIRESTORE_EMULATOR_HOST": s.firestoreAddr,
+		"PUBSUB_EMULATOR_HOST":    s.pubsubAddr,
 		"STORAGE_EMULATOR_HOST":   s.GCS.Host(),
 		"RAW_BUCKET":              RawBucket,
 		"ARTIFACTS_BUCKET":        ArtifactBucket,

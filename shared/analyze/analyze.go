@@ -41,7 +41,7 @@ func (s *Stage) analyze(ctx context.Context, log *slog.Logger, claim *lessonstat
 	if err != nil {
 		return result{}, err
 	}
-	limit := windowLimit(s.Window, s.FPS)
+	limit := windowLimit(s.Window, s.FPS, s.Resolution)
 	windows := planWindows(v.duration, limit)
 	log.InfoContext(ctx, "video to analyze", "uri", v.uri, "seconds", roundMilli(v.duration),
 		"windows", len(windows), "windowSeconds", limit)
@@ -136,7 +136,7 @@ func (s *Stage) window(ctx context.Context, log *slog.Logger, l lessonstate.Less
 	name := windowName(l.ID, version, i+1)
 	want := storedWindow{
 		LessonID: l.ID, Version: version, Index: i + 1, Window: w,
-		Model: s.Model, FPS: s.FPS, Prompt: PromptVersion,
+		Model: s.Model, FPS: s.FPS, Resolution: s.Resolution, Prompt: PromptVersion,
 	}
 	stored, found, err := s.readWindow(ctx, name)
 	if err != nil {

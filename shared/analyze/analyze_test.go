@@ -53,8 +53,8 @@ func TestWindowsMergedInOrder(t *testing.T) {
 		t.Errorf("windows asked = %v, want %v, in order", got, h.plan())
 	}
 	for _, rq := range h.gemini.Received() {
-		if rq.Model != model || rq.FPS != 1 || rq.Kind != gemini.Analysis {
-			t.Errorf("request %+v, want an analysis by %s at 1 fps", rq, model)
+		if rq.Model != model || rq.FPS != 1 || rq.Resolution != "MEDIA_RESOLUTION_MEDIUM" || rq.Kind != gemini.Analysis {
+			t.Errorf("request %+v, want an analysis by %s at 1 fps and medium resolution", rq, model)
 		}
 	}
 	h.checkUsage(lesson)
@@ -162,7 +162,7 @@ func TestSchemaBreakingAnswersFailClearly(t *testing.T) {
 		t.Error("a bad answer was stored as a window")
 	}
 	// The workflow's own give-up after the 422 changes nothing.
-	if resp, err := h.stage.GiveUp(t.Context(), lesson, 1, "gave up"); err != nil || h.record(lesson).Error != rec.Error {
+	if resp, err := h.stage.GiveUp(t.Context(), lesson, 1, "gave up", false); err != nil || h.record(lesson).Error != rec.Error {
 		t.Errorf("give up after failing: %+v, %v; reason now %q", resp, err, h.record(lesson).Error)
 	}
 }
@@ -259,7 +259,7 @@ func TestClaimOutcomes(t *testing.T) {
 		}
 		// The workflow cannot fail a stage another call holds: it is told
 		// to retry, and the sweeper takes over if it stops.
-		resp, err = h.stage.GiveUp(ctx, lesson, 1, "timed out")
+		resp, err = h.stage.GiveUp(ctx, lesson, 1, "timed out", false)
 		if status(resp, err) != http.StatusServiceUnavailable || h.record(lesson).State != lessonstate.StateRunning {
 			t.Errorf("give up while busy: %+v, %v; stage %s", resp, err, h.record(lesson).State)
 		}
@@ -350,6 +350,29 @@ func TestGiveUpFailsAndAnnounces(t *testing.T) {
 	}
 	if ev := h.waitFailed(lesson, lessonstate.StageAnalyze); ev.Reason != reason {
 		t.Errorf("announced %+v", ev)
+	}
+}
+
+// A workflow that gave up because its calls kept failing for now costs
+// the stage an attempt: pending, not announced; the next run completes it.
+func TestTransientGiveUpCostsAnAttempt(t *testing.T) {
+	h := newHarness(t)
+	const reason = "lesson-pipeline exec-1 gave up: HTTP server responded with error code 502"
+	resp, err := h.stage.Handle(t.Context(), workflowcall.Request{LessonID: lesson, Version: 1, Action: workflowcall.ActionFail, Reason: reason, Transient: true})
+	if err != nil || resp.Reason != reason || resp.Done {
+		t.Fatalf("give up: %+v, %v", resp, err)
+	}
+	if rec := h.record(lesson); rec.State != lessonstate.StatePending || rec.Error != reason || rec.Attempts != 1 {
+		t.Fatalf("record %+v, want pending with the reason after one attempt", rec)
+	}
+	if evs := h.failed(); len(evs) != 0 {
+		t.Errorf("announced %+v for a stage that will be tried again", evs)
+	}
+	if resp, err := h.stage.Run(t.Context(), lesson, 1); err != nil || !resp.Done {
+		t.Fatalf("the next run: %+v, %v", resp, err)
+	}
+	if rec := h.record(lesson); rec.State != lessonstate.StateDone || rec.Attempts != 2 {
+		t.Errorf("record %+v, want done at attempt 2", rec)
 	}
 }
 

@@ -185,7 +185,7 @@ func newHarness(t *testing.T, adjust ...func(*options)) *harness {
 	o := options{
 		settings: analyze.Settings{
 			RawBucket: raw, ArtifactsBucket: artifacts, Enabled: true, Model: model,
-			Window: 10 * time.Second, FPS: 1, AnswerRetries: 1, Lease: time.Minute,
+			Window: 10 * time.Second, FPS: 1, Resolution: genai.MediaResolutionMedium, AnswerRetries: 1, Lease: time.Minute,
 		},
 		attempts: 3,
 	}

@@ -9,6 +9,7 @@ import (
 	"strconv"
 
 	"cloud.google.com/go/storage"
+	"google.golang.org/genai"
 
 	"github.com/coursekb/pipeline/shared/artifact"
 )
@@ -24,10 +25,11 @@ type storedWindow struct {
 	Window   artifact.Window `json:"window"`
 	// Model, FPS and Prompt (PromptVersion) say how the window was asked:
 	// a window asked another way is asked again.
-	Model        string  `json:"model"`
-	FPS          float64 `json:"fps"`
-	Prompt       string  `json:"prompt"`
-	ModelVersion string  `json:"modelVersion"`
+	Model        string                `json:"model"`
+	FPS          float64               `json:"fps"`
+	Resolution   genai.MediaResolution `json:"mediaResolution,omitempty"`
+	Prompt       string                `json:"prompt"`
+	ModelVersion string                `json:"modelVersion"`
 	// Answers is how many answers it took to get a valid one; the tokens
 	// count them all.
 	Answers      int                      `json:"answers"`
@@ -39,7 +41,8 @@ type storedWindow struct {
 // sameRequest reports whether w answers the request want describes.
 func (w storedWindow) sameRequest(want storedWindow) bool {
 	return w.LessonID == want.LessonID && w.Version == want.Version && w.Index == want.Index &&
-		w.Window == want.Window && w.Model == want.Model && w.FPS == want.FPS && w.Prompt == want.Prompt
+		w.Window == want.Window && w.Model == want.Model && w.FPS == want.FPS &&
+		w.Resolution == want.Resolution && w.Prompt == want.Prompt
 }
 
 // windowName is where window index (from 1) of a lesson version is kept.

@@ -96,6 +96,7 @@ func (s *Stage) request(videoURI, mimeType, title string, w artifact.Window, las
 		Temperature:      &temperature,
 		ResponseMIMEType: "application/json",
 		ResponseSchema:   responseSchema(),
+		MediaResolution:  s.Resolution,
 	}
 }
 

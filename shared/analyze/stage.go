@@ -60,8 +60,11 @@ type Settings struct {
 	Model           string
 	// Window is the longest span of video one request holds, in whole
 	// seconds.
-	Window        time.Duration
-	FPS           float64
+	Window time.Duration
+	FPS    float64
+	// Resolution is the media resolution frames are asked at (empty: the
+	// model's default).
+	Resolution    genai.MediaResolution
 	AnswerRetries int
 	Lease         time.Duration
 }
@@ -115,7 +118,7 @@ func (s *Stage) Handle(ctx context.Context, req workflowcall.Request) (workflowc
 	case workflowcall.ActionRun:
 		return s.Run(ctx, req.LessonID, req.Version)
 	case workflowcall.ActionFail:
-		return s.GiveUp(ctx, req.LessonID, req.Version, req.Reason)
+		return s.GiveUp(ctx, req.LessonID, req.Version, req.Reason, req.Transient)
 	}
 	return workflowcall.Response{}, &failure.Permanent{Err: &workflowcall.BadRequestError{
 		Err: fmt.Errorf("the analyzer answers %q and %q, not %q", workflowcall.ActionRun, workflowcall.ActionFail, req.Action)}}
@@ -236,11 +239,14 @@ func (s *Stage) announce(ctx context.Context, log *slog.Logger, lessonID string,
 }
 
 // GiveUp records that the workflow gave up on the stage (its calls kept
-// failing, or timed out), failing it for good with reason and announcing
-// it. A stage another call still holds cannot be failed under it: that is
-// a retryable answer, and if the workflow stops asking, the sweeper
-// re-drives the lesson when the lease ends.
-func (s *Stage) GiveUp(ctx context.Context, lessonID string, version int, reason string) (workflowcall.Response, error) {
+// failing, or timed out). When its calls failed in ways that may pass
+// (transient: 429, 5xx, dropped connections) it costs the stage an attempt:
+// with attempts left, the stage and the process step go back to pending and
+// the sweeper starts a new execution; otherwise the stage is failed for good
+// with reason and announced. A stage another call still holds cannot be
+// failed under it: that is a retryable answer, and if the workflow stops
+// asking, the sweeper re-drives the lesson when the lease ends.
+func (s *Stage) GiveUp(ctx context.Context, lessonID string, version int, reason string, transient bool) (workflowcall.Response, error) {
 	log := logging.Lesson(logging.FromContext(ctx), lessonID, version, lessonstate.StageAnalyze)
 	if reason == "" {
 		reason = "the lesson-pipeline workflow gave up on the analysis"
@@ -256,9 +262,14 @@ func (s *Stage) GiveUp(ctx context.Context, lessonID string, version int, reason
 	}
 	octx, cancel := s.Outcome(ctx)
 	defer cancel()
-	f, err := s.Store.Fail(octx, lessonID, lessonstate.StageAnalyze, version, claim.Token, reason, false)
+	f, err := s.Store.Fail(octx, lessonID, lessonstate.StageAnalyze, version, claim.Token, reason, transient)
 	if err != nil {
 		return workflowcall.Response{}, failure.Retryablef("analyze lesson %s v%d: record the workflow's failure: %w", lessonID, version, err)
+	}
+	if f.State != lessonstate.StateFailed {
+		log.WarnContext(ctx, "the workflow gave up on calls that failed for now; the sweeper starts the process step again",
+			"error", reason, "attempt", claim.Stage.Attempts)
+		return workflowcall.Response{Reason: reason}, nil
 	}
 	log.ErrorContext(ctx, "analysis failed: the workflow gave up", "error", reason)
 	s.announce(octx, log, lessonID, f.Announce)

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"time"
 
+	"google.golang.org/genai"
+
 	"github.com/coursekb/pipeline/shared/artifact"
 )
 
@@ -93,10 +95,13 @@ func sameElement(a, b artifact.VisualElement) bool {
 	return true
 }
 
-// Token costs of video on Vertex AI at the default media resolution, and
-// the input limit of the Gemini Flash models: a window must fit in it.
+// Token costs of video on Vertex AI, the dearest frame a resolution may
+// cost (258 at the older models' default and MEDIUM, 280 at Gemini 3's
+// HIGH), and the input limit of the Gemini Flash models: a window must fit
+// in it.
 const (
 	tokensPerFrame       = 258
+	tokensPerHighFrame   = 280
 	tokensPerAudioSecond = 32
 	maxInputTokens       = 1_048_576
 	// promptReserve is room for the prompt's text and the schema.
@@ -107,8 +112,12 @@ const (
 // the configured one, shortened when the frame rate would make it exceed
 // the model's input limit (at 2 fps, 45 minutes of video are about 1.5
 // million tokens: Vertex would refuse every such request).
-func windowLimit(window time.Duration, fps float64) int {
-	perSecond := tokensPerFrame*fps + tokensPerAudioSecond
+func windowLimit(window time.Duration, fps float64, res genai.MediaResolution) int {
+	perFrame := float64(tokensPerFrame)
+	if res == genai.MediaResolutionHigh {
+		perFrame = tokensPerHighFrame
+	}
+	perSecond := perFrame*fps + tokensPerAudioSecond
 	fits := int(math.Floor(float64(maxInputTokens-promptReserve) / perSecond))
 	return max(1, min(int(window/time.Second), fits))
 }

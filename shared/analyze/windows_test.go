@@ -99,7 +99,7 @@ func TestWindowLimit(t *testing.T) {
 		{45 * time.Minute, 24, 167},
 		{10 * time.Second, 24, 10},
 	} {
-		got := windowLimit(tc.window, tc.fps)
+		got := windowLimit(tc.window, tc.fps, "")
 		if got != tc.want {
 			t.Errorf("windowLimit(%s, %g) = %d, want %d", tc.window, tc.fps, got, tc.want)
 		}

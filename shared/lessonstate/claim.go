@@ -197,7 +197,15 @@ func (s *Store) Fail(ctx context.Context, lessonID, stage string, version int, t
 		l.setRecord(stage, rec)
 		written := []string{stage}
 		if isProcessBranch(stage) {
-			if p := l.Stages[StepProcess]; p.Version == version && p.State == StateRunning {
+			// The process step follows its branch: back to pending for a
+			// new execution, or failed with it. A pending process step
+			// (an earlier attempt of this branch failed retryably and the
+			// sweeper has not re-driven it yet) must fail too when the
+			// branch fails for good: re-driven, it would start an
+			// execution whose branch answers "failed already", and stay
+			// running, unwatched, until its long lease ends.
+			p := l.Stages[StepProcess]
+			if p.Version == version && (p.State == StateRunning || (p.State == StatePending && rec.State == StateFailed)) {
 				l.setRecord(StepProcess, failRecord(p, stage+": "+reason, rec.State == StatePending, now))
 				written = append(written, StepProcess)
 			}

@@ -287,6 +287,45 @@ func TestProcessBranchFailure(t *testing.T) {
 	}
 }
 
+// A branch that fails for good while the process step waits pending (its
+// last attempt failed retryably, the sweeper has not re-driven it yet)
+// fails the process step too: re-driven, it would run an execution whose
+// branch is failed already, and stay running until its lease ends.
+func TestBranchFailingForGoodFailsAPendingProcess(t *testing.T) {
+	s, _, _ := newStore(t, WithMaxAttempts(5))
+	create(t, s, "L1")
+	runStage(t, s, "L1", StageDownload, 1)
+	claim := func(stage string) Claim {
+		t.Helper()
+		c, err := s.Claim(t.Context(), "L1", stage, 1, time.Hour)
+		if err != nil || c.Outcome != Claimed {
+			t.Fatalf("claim %s: %v %v", stage, c.Outcome, err)
+		}
+		return c
+	}
+	claim(StepProcess)
+	tr := claim(StageTranscribe)
+	if f, err := s.Fail(t.Context(), "L1", StageTranscribe, 1, tr.Token, "speech 429", true); err != nil || f.State != StatePending {
+		t.Fatalf("retryable: %+v %v", f, err)
+	}
+	// The workflow gives up for good before the sweeper re-drives.
+	tr = claim(StageTranscribe)
+	f, err := s.Fail(t.Context(), "L1", StageTranscribe, 1, tr.Token, "polling window over", false)
+	if err != nil || f.State != StateFailed || f.Announce == nil {
+		t.Fatalf("permanent: %+v %v", f, err)
+	}
+	l := mustLesson(t, s, "L1")
+	if rec := l.Stages[StepProcess]; rec.State != StateFailed || rec.Error != "transcribe: polling window over" {
+		t.Fatalf("pending process after its branch failed for good: %+v", rec)
+	}
+	if _, _, ok := l.Due(); ok || !l.NextCheckAt.IsZero() {
+		t.Fatalf("the failed lesson still waits for the sweeper: next check %v", l.NextCheckAt)
+	}
+	if c, err := s.Claim(t.Context(), "L1", StepProcess, 1, time.Hour); err != nil || c.Outcome != AlreadyFailed {
+		t.Errorf("a re-drive of the process step: %v %v, want already-failed", c.Outcome, err)
+	}
+}
+
 // A replay from a stage resets it and every stage after it, at the current
 // version, and queues the event that starts there; the stages before keep
 // what they did.

@@ -452,9 +452,18 @@ func (s *Stage) giveUp(ctx context.Context, log *slog.Logger, req workflowcall.R
 	}
 	octx, cancel := s.Outcome(ctx)
 	defer cancel()
-	f, err := s.Store.Fail(octx, req.LessonID, lessonstate.StageTranscribe, req.Version, h.token, reason, false)
+	// A workflow that gave up on calls that kept failing for now (a
+	// quota, an instance replaced) costs the stage an attempt, not the
+	// lesson: with attempts left the stage and the process step go back
+	// to pending and the sweeper starts a new execution.
+	f, err := s.Store.Fail(octx, req.LessonID, lessonstate.StageTranscribe, req.Version, h.token, reason, req.Transient)
 	if err != nil {
 		return response{}, failure.Retryablef("transcribe lesson %s v%d: record that the workflow gave up: %w", req.LessonID, req.Version, err)
+	}
+	if f.State != lessonstate.StateFailed {
+		log.WarnContext(ctx, "the workflow gave up on calls that failed for now; the sweeper starts the process step again",
+			"error", reason, "attempt", h.rec.Attempts)
+		return response{Reason: reason}, nil
 	}
 	log.ErrorContext(ctx, "transcription failed: the workflow gave up", "error", reason)
 	s.announce(octx, log, req.LessonID, f)

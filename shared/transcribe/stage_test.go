@@ -415,6 +415,42 @@ func TestGiveUp(t *testing.T) {
 	}
 }
 
+// A workflow that gave up because its calls kept failing for now (a
+// quota, a replaced instance) costs the stage an attempt, not the lesson:
+// the stage goes back to pending, nothing is announced, and the next
+// execution's start claims it again. Out of attempts, it fails for good.
+func TestGiveUpOnTransientFailuresCostsAnAttempt(t *testing.T) {
+	t.Parallel()
+	e := tt.New(t, tt.Options{Speech: localspeech.Options{Polls: 100}, Vars: map[string]string{"MAX_ATTEMPTS": "2"}})
+	id := tt.LessonVars
+	v := e.Lesson(t, id, tt.Video(t, id).Path)
+	if _, err := e.Start(t, id, v); err != nil {
+		t.Fatal(err)
+	}
+	const reason = "lesson-pipeline e-1 gave up: HTTP server responded with error code 503"
+	transient := workflowcall.Request{LessonID: id, Version: v, Action: workflowcall.ActionFail, Reason: reason, Transient: true}
+	resp, err := e.Call(t, transient)
+	if err != nil || resp.Done || resp.Reason != reason {
+		t.Fatalf("transient give-up: %+v, %v", resp, err)
+	}
+	if rec := e.Record(t, id); rec.State != lessonstate.StatePending || rec.Error != reason || rec.Attempts != 1 {
+		t.Errorf("record %s %q after %d attempt(s), want pending with the reason after 1", rec.State, rec.Error, rec.Attempts)
+	}
+	if n := len(e.Announced()); n != 0 {
+		t.Errorf("%d announcements of a stage that will be tried again", n)
+	}
+	// The next execution gives up too, and the stage is out of attempts.
+	if _, err := e.Call(t, transient); err != nil {
+		t.Fatal(err)
+	}
+	if rec := e.Record(t, id); rec.State != lessonstate.StateFailed || rec.Attempts != 2 {
+		t.Errorf("record %s after %d attempts, want failed after 2", rec.State, rec.Attempts)
+	}
+	if ev := e.WaitAnnounced(t, id); ev.Reason != reason {
+		t.Errorf("announced %+v", ev)
+	}
+}
+
 // A version the lesson moved past is stale for every action.
 func TestStaleVersion(t *testing.T) {
 	t.Parallel()

@@ -44,6 +44,12 @@ type Request struct {
 	Operation string `json:"operation,omitempty"`
 	// Reason is why the workflow gave up (ActionFail).
 	Reason string `json:"reason,omitempty"`
+	// Transient says the workflow gave up because its calls kept failing
+	// in ways that may pass (429, 5xx, dropped connections, timeouts), not
+	// because the stage cannot succeed (ActionFail): the function records
+	// a failed attempt, and the stage fails for good only when it is out
+	// of attempts.
+	Transient bool `json:"transient,omitempty"`
 	// Execution names the workflow execution, for the logs.
 	Execution string `json:"execution,omitempty"`
 }
