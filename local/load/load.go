@@ -447,6 +447,12 @@ func (k *killLog) add(t time.Time) {
 	k.at = append(k.at, t)
 }
 
+func (k *killLog) times() []time.Time {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return append([]time.Time(nil), k.at...)
+}
+
 func (k *killLog) count() int {
 	k.mu.Lock()
 	defer k.mu.Unlock()

@@ -59,10 +59,15 @@ func (s *Stage) analyze(ctx context.Context, log *slog.Logger, claim *lessonstat
 			continue
 		}
 		res.asked++
-		// A paid window is progress: say so, and hold the stage for
-		// another lease, so a long lesson keeps it while it advances.
+		// A paid window is progress: say so, with what it cost, and hold
+		// the stage for another lease, so a long lesson keeps it while it
+		// advances.
 		progress := map[string]string{OutWindows: fmt.Sprintf("%d/%d", i+1, len(windows))}
-		if _, err := s.Store.Note(ctx, l.ID, lessonstate.StageAnalyze, version, claim.Token, progress, s.Lease); err != nil {
+		usage := s.meters(w.InputTokens, w.OutputTokens)
+		if _, err := s.Store.NoteWithUsage(ctx, l.ID, lessonstate.StageAnalyze, version, claim.Token, progress, s.Lease, usage); err != nil {
+			// The window is stored: whoever analyzes next reads it back
+			// and pays nothing, so its cost is recorded now or never.
+			s.recordUsage(ctx, log, l.ID, usage)
 			if errors.Is(err, lessonstate.ErrLeaseLost) {
 				return result{}, failure.Retryablef("after window %d of %d: %w", i+1, len(windows), err)
 			}
@@ -147,14 +152,22 @@ func (s *Stage) window(ctx context.Context, log *slog.Logger, l lessonstate.Less
 		return stored, true, nil
 	}
 
+	// A window that fails after paid answers records them here: the
+	// failure is not written in this package, and no later call reads
+	// them back. One that succeeds carries them (InputTokens,
+	// OutputTokens) to the note of its progress.
+	paidFailure := func(err error) (storedWindow, bool, error) {
+		s.recordUsage(ctx, log, l.ID, s.meters(want.InputTokens, want.OutputTokens))
+		return storedWindow{}, false, err
+	}
 	contents, cfg := s.request(v.uri, v.mimeType, l.Title, w, last)
 	var problems []string
 	for answer := 1; answer <= 1+s.AnswerRetries; answer++ {
 		resp, err := s.Gemini.Models.GenerateContent(ctx, s.Model, contents, cfg)
 		if err != nil {
-			return storedWindow{}, false, apiFailure(label, err)
+			return paidFailure(apiFailure(label, err))
 		}
-		in, out := s.recordUsage(ctx, log, l.ID, resp)
+		in, out := tokens(ctx, log, resp)
 		want.InputTokens += in
 		want.OutputTokens += out
 		els, err := readAnswer(resp, w)
@@ -165,23 +178,19 @@ func (s *Stage) window(ctx context.Context, log *slog.Logger, l lessonstate.Less
 		}
 		want.Elements, want.ModelVersion, want.Answers = els, resp.ModelVersion, answer
 		if err := s.writeJSON(ctx, name, want, l.ID, version); err != nil {
-			return storedWindow{}, false, failure.Retryablef("%s: store the answer in %s: %w", label, name, err)
+			return paidFailure(failure.Retryablef("%s: store the answer in %s: %w", label, name, err))
 		}
 		log.InfoContext(ctx, "window analyzed", "window", i+1, "of", len(ws), "elements", len(els),
 			"answers", answer, "inputTokens", want.InputTokens, "outputTokens", want.OutputTokens)
 		return want, false, nil
 	}
-	return storedWindow{}, false, failure.Permanentf("%s: Gemini gave %d answer(s), none valid: %s",
-		label, len(problems), strings.Join(problems, "; "))
+	return paidFailure(failure.Permanentf("%s: Gemini gave %d answer(s), none valid: %s",
+		label, len(problems), strings.Join(problems, "; ")))
 }
 
-// recordUsage adds a call's tokens to the lesson's cost ledger, by model:
-// the prompt (video, audio, text) as input, the answer and the model's
-// thinking (billed as output) as output. It writes on a detached context:
-// a call that was paid is recorded even if the request is cut off now. A
-// failed write is logged, not returned: failing the stage for it would
-// make the workflow pay for the window again.
-func (s *Stage) recordUsage(ctx context.Context, log *slog.Logger, lessonID string, resp *genai.GenerateContentResponse) (in, out int64) {
+// tokens are what a call is billed for: the prompt (video, audio, text) as
+// input, the answer and the model's thinking (billed as output) as output.
+func tokens(ctx context.Context, log *slog.Logger, resp *genai.GenerateContentResponse) (in, out int64) {
 	u := resp.UsageMetadata
 	if u == nil {
 		log.WarnContext(ctx, "the answer carries no usage metadata; its tokens are not in the ledger")
@@ -189,16 +198,28 @@ func (s *Stage) recordUsage(ctx context.Context, log *slog.Logger, lessonID stri
 	}
 	in = int64(u.PromptTokenCount) + int64(u.ToolUsePromptTokenCount)
 	out = int64(u.CandidatesTokenCount) + int64(u.ThoughtsTokenCount)
-	octx, cancel := s.Outcome(ctx)
-	defer cancel()
-	err := s.Store.RecordUsage(octx, lessonID, map[string]float64{
+	return in, out
+}
+
+// meters are tokens as the cost ledger counts them, by model.
+func (s *Stage) meters(in, out int64) map[string]float64 {
+	return map[string]float64{
 		lessonstate.MeterGeminiInputTokens(s.Model):  float64(in),
 		lessonstate.MeterGeminiOutputTokens(s.Model): float64(out),
-	})
-	if err != nil {
-		log.ErrorContext(ctx, "usage not recorded", "inputTokens", in, "outputTokens", out, "error", err.Error())
 	}
-	return in, out
+}
+
+// recordUsage adds usage to the lesson's cost ledger in a write of its own,
+// for paid calls no progress write carries. It writes on a detached
+// context: a call that was paid is recorded even if the request is cut off
+// now. A failed write is logged, not returned: failing the stage for it
+// would make the workflow pay for the window again.
+func (s *Stage) recordUsage(ctx context.Context, log *slog.Logger, lessonID string, usage map[string]float64) {
+	octx, cancel := s.Outcome(ctx)
+	defer cancel()
+	if err := s.Store.RecordUsage(octx, lessonID, usage); err != nil {
+		log.ErrorContext(ctx, "usage not recorded", "meters", usage, "error", err.Error())
+	}
 }
 
 // apiFailure classifies a failed GenerateContent. The SDK has already

@@ -134,6 +134,10 @@ const (
 	OutChunkMaxTokens     = "chunkMaxTokens"
 	OutChunkOverlapTokens = "chunkOverlapTokens"
 	OutTaxonomyVersion    = "taxonomyVersion"
+	// OutBilled lists the kept paid answers (cache name and hash of what
+	// was asked) whose usage is in the lesson's cost ledger: an attempt
+	// that reads back one not listed adds its usage (see tally).
+	OutBilled = "usageRecorded"
 )
 
 // recordURI is the output key under which the transcribe and analyze
@@ -163,24 +167,28 @@ func (s *Stage) Handle(ctx context.Context, ev events.LessonEvent) error {
 		return nil
 	}
 	log.InfoContext(ctx, "enrichment started", "attempt", claim.Stage.Attempts, "from", ev.From)
-	res, err := s.enrich(ctx, log, &claim)
+	paid := newTally(claim.Stage.Outputs[OutBilled])
+	res, err := s.enrich(ctx, log, paid, &claim)
 
 	// The outcome is written even when the request was cut off meanwhile.
 	octx, cancel := s.Outcome(ctx)
 	defer cancel()
 	if err != nil {
-		return s.fail(octx, log, ev, claim, err)
+		return s.fail(octx, log, ev, claim, paid, err)
 	}
-	if err := s.Store.Complete(octx, ev.LessonID, lessonstate.StageEnrich, ev.Version, claim.Token, res.outputs()); err != nil {
+	out := res.outputs()
+	out[OutBilled] = paid.list
+	if err := s.Store.CompleteWithUsage(octx, ev.LessonID, lessonstate.StageEnrich, ev.Version, claim.Token, out, paid.usage); err != nil {
 		if errors.Is(err, lessonstate.ErrLeaseLost) {
 			// Another delivery took over after our lease ran out; it
-			// finds our paid answers and makes the same artifacts.
+			// finds our paid answers, makes the same artifacts, and puts
+			// their usage in the ledger.
 			log.WarnContext(ctx, "lease lost before completion; the new owner completes the stage")
 			return nil
 		}
 		// Still running under our lease: a redelivery finds it busy, and
 		// the sweeper re-drives it once the lease ends; that attempt reads
-		// the paid answers back.
+		// the paid answers back and records their usage.
 		return fmt.Errorf("enrich lesson %s v%d: complete: %w", ev.LessonID, ev.Version, err)
 	}
 	log.InfoContext(ctx, "enrichment done", "categories", res.outputs()[OutCategories], "lessonLevel", res.enrichment.Level,
@@ -205,10 +213,22 @@ func (s *Stage) Handle(ctx context.Context, ev events.LessonEvent) error {
 // have used up their attempts, mark the stage failed and are announced once
 // on lesson-events; the message is then acknowledged. Otherwise the stage
 // is pending again and the error makes Pub/Sub redeliver.
-func (s *Stage) fail(ctx context.Context, log *slog.Logger, ev events.LessonEvent, claim lessonstate.Claim, cause error) error {
+//
+// What the attempt paid for is noted first, with the kept answers it
+// bills, in a write of its own: the failure is rare and keeps the stage's
+// outputs as they were.
+func (s *Stage) fail(ctx context.Context, log *slog.Logger, ev events.LessonEvent, claim lessonstate.Claim, paid *tally, cause error) error {
 	retryable := !failure.IsPermanent(cause)
 	reason := cause.Error()
-	f, err := s.Store.Fail(ctx, ev.LessonID, lessonstate.StageEnrich, ev.Version, claim.Token, reason, retryable)
+	var err error
+	if paid.owes(claim.Stage.Outputs[OutBilled]) {
+		_, err = s.Store.NoteWithUsage(ctx, ev.LessonID, lessonstate.StageEnrich, ev.Version, claim.Token,
+			map[string]string{OutBilled: paid.list}, 0, paid.usage)
+	}
+	var f lessonstate.Failure
+	if err == nil {
+		f, err = s.Store.Fail(ctx, ev.LessonID, lessonstate.StageEnrich, ev.Version, claim.Token, reason, retryable)
+	}
 	switch {
 	case errors.Is(err, lessonstate.ErrLeaseLost):
 		log.WarnContext(ctx, "enrichment failed after its lease was taken over; the new owner decides", "error", reason)

@@ -294,7 +294,8 @@ func TestEnrichTitleOnlyChangeReusesTheTranscript(t *testing.T) {
 // A delivery that dies after paying — once on a failure of Gemini, once
 // after every artifact was written but before recording its outcome — is
 // redone by the next delivery without paying twice: the embedding and
-// Gemini's answer are read back, and the ledger counts each once.
+// Gemini's answer are read back, and the ledger counts each once — the
+// answer the dead delivery paid for but could not record included.
 func TestEnrichRedeliveryAfterACrashPaysNothingTwice(t *testing.T) {
 	h := newHarness(t)
 	const id = "pyL3func004"
@@ -350,10 +351,23 @@ func TestEnrichRedeliveryAfterACrashPaysNothingTwice(t *testing.T) {
 	if e3, a3 := h.paid(id); e3 != e2 || a3 != a2 {
 		t.Errorf("the re-drive paid again: embeddings %d → %d, answers %d → %d", e2, e3, a2, a3)
 	}
+	var emb struct {
+		BilledTokens float64 `json:"billedTokens"`
+	}
+	var ans struct {
+		InputTokens  float64 `json:"inputTokens"`
+		OutputTokens float64 `json:"outputTokens"`
+	}
+	h.readJSON(artifact.Prefix(id, 1)+"enrich/embedding.json", &emb)
+	h.readJSON(artifact.Prefix(id, 1)+"enrich/answer.json", &ans)
 	after := h.lesson(id).Usage
-	for meter, v := range usage {
-		if after[meter] != v {
-			t.Errorf("ledger %s went from %g to %g without a paid call", meter, v, after[meter])
+	for meter, want := range map[string]float64{
+		lessonstate.MeterEmbeddingTokens(embeddingModel): emb.BilledTokens,
+		lessonstate.MeterGeminiInputTokens(model):        ans.InputTokens,
+		lessonstate.MeterGeminiOutputTokens(model):       ans.OutputTokens,
+	} {
+		if want <= 0 || after[meter] != want {
+			t.Errorf("ledger %s = %g (%g after the crash), want the %g paid once", meter, after[meter], usage[meter], want)
 		}
 	}
 	if _, ok := h.object(artifact.Name(id, 1, artifact.KnowledgeFile)); !ok {

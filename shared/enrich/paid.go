@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -73,7 +74,7 @@ func hashOf(parts ...string) string {
 // embedding returns the lesson text's pooled embedding: read back if an
 // earlier attempt paid for it, else asked for, recorded in the ledger and
 // kept.
-func (s *Stage) embedding(ctx context.Context, log *slog.Logger, lessonID string, version int, text string) (storedEmbedding, error) {
+func (s *Stage) embedding(ctx context.Context, log *slog.Logger, paid *tally, lessonID string, version int, text string) (storedEmbedding, error) {
 	model, dims := s.Embedder.Model(), s.Embedder.Dimensions()
 	want := storedEmbedding{
 		LessonID: lessonID, Version: version, Model: model, Dimensions: dims,
@@ -87,13 +88,12 @@ func (s *Stage) embedding(ctx context.Context, log *slog.Logger, lessonID string
 	}
 	if found && stored.InputsSHA256 == want.InputsSHA256 && len(stored.Vector) == dims {
 		log.InfoContext(ctx, "embedding reused: an earlier attempt paid for it", "parts", stored.Parts)
+		paid.reuse(embeddingCache+":"+stored.InputsSHA256, stored.meters())
 		stored.reused = true
 		return stored, nil
 	}
 	p, err := s.Embedder.EmbedLong(ctx, text)
-	if p.BilledTokens > 0 {
-		s.recordUsage(ctx, log, lessonID, map[string]float64{lessonstate.MeterEmbeddingTokens(model): float64(p.BilledTokens)})
-	}
+	paid.add(map[string]float64{lessonstate.MeterEmbeddingTokens(model): float64(p.BilledTokens)})
 	if err != nil {
 		return want, err
 	}
@@ -101,6 +101,7 @@ func (s *Stage) embedding(ctx context.Context, log *slog.Logger, lessonID string
 	if err := s.writeJSON(ctx, name, want, lessonID, version); err != nil {
 		return want, failure.Retryablef("keep the embedding in %s: %w", name, err)
 	}
+	paid.billed(embeddingCache + ":" + want.InputsSHA256)
 	log.InfoContext(ctx, "lesson embedded", "model", model, "dimensions", dims, "parts", p.Parts,
 		"textTokens", p.TextTokens, "billedTokens", p.BilledTokens)
 	return want, nil
@@ -109,7 +110,7 @@ func (s *Stage) embedding(ctx context.Context, log *slog.Logger, lessonID string
 // describe returns Gemini's checked description of the lesson: read back
 // if an earlier attempt paid for it asked the same way, else asked for,
 // asked again while the answers are bad and retries are left, and kept.
-func (s *Stage) describe(ctx context.Context, log *slog.Logger, lessonID string, version int, prompt string) (storedAnswer, error) {
+func (s *Stage) describe(ctx context.Context, log *slog.Logger, paid *tally, lessonID string, version int, prompt string) (storedAnswer, error) {
 	want := storedAnswer{
 		LessonID: lessonID, Version: version, Model: s.Model, Prompt: PromptVersion,
 		InputsSHA256: hashOf(s.Model, PromptVersion, prompt),
@@ -122,6 +123,7 @@ func (s *Stage) describe(ctx context.Context, log *slog.Logger, lessonID string,
 	}
 	if found && stored.InputsSHA256 == want.InputsSHA256 && stored.Answers > 0 {
 		log.InfoContext(ctx, "description reused: an earlier attempt paid for it")
+		paid.reuse(answerCache+":"+stored.InputsSHA256, s.geminiMeters(stored.InputTokens, stored.OutputTokens))
 		stored.reused = true
 		return stored, nil
 	}
@@ -133,7 +135,8 @@ func (s *Stage) describe(ctx context.Context, log *slog.Logger, lessonID string,
 		if err != nil {
 			return want, apiFailure(err)
 		}
-		in, out := s.geminiUsage(ctx, log, lessonID, resp)
+		in, out := geminiTokens(ctx, log, resp)
+		paid.add(s.geminiMeters(in, out))
 		want.InputTokens += in
 		want.OutputTokens += out
 		a, err := readAnswer(resp)
@@ -146,6 +149,7 @@ func (s *Stage) describe(ctx context.Context, log *slog.Logger, lessonID string,
 		if err := s.writeJSON(ctx, name, want, lessonID, version); err != nil {
 			return want, failure.Retryablef("keep the description in %s: %w", name, err)
 		}
+		paid.billed(answerCache + ":" + want.InputsSHA256)
 		log.InfoContext(ctx, "lesson described", "answers", n, "lessonLevel", a.Level, "keywords", len(a.Keywords),
 			"inputTokens", want.InputTokens, "outputTokens", want.OutputTokens)
 		return want, nil
@@ -153,9 +157,9 @@ func (s *Stage) describe(ctx context.Context, log *slog.Logger, lessonID string,
 	return want, failure.Permanentf("Gemini gave %d answer(s), none valid: %s", len(problems), strings.Join(problems, "; "))
 }
 
-// geminiUsage adds a call's tokens to the lesson's ledger: the prompt as
-// input, the answer and the model's thinking (billed as output) as output.
-func (s *Stage) geminiUsage(ctx context.Context, log *slog.Logger, lessonID string, resp *genai.GenerateContentResponse) (in, out int64) {
+// geminiTokens are what a call is billed for: the prompt as input, the
+// answer and the model's thinking (billed as output) as output.
+func geminiTokens(ctx context.Context, log *slog.Logger, resp *genai.GenerateContentResponse) (in, out int64) {
 	u := resp.UsageMetadata
 	if u == nil {
 		log.WarnContext(ctx, "the answer carries no usage metadata; its tokens are not in the ledger")
@@ -163,23 +167,75 @@ func (s *Stage) geminiUsage(ctx context.Context, log *slog.Logger, lessonID stri
 	}
 	in = int64(u.PromptTokenCount) + int64(u.ToolUsePromptTokenCount)
 	out = int64(u.CandidatesTokenCount) + int64(u.ThoughtsTokenCount)
-	s.recordUsage(ctx, log, lessonID, map[string]float64{
-		lessonstate.MeterGeminiInputTokens(s.Model):  float64(in),
-		lessonstate.MeterGeminiOutputTokens(s.Model): float64(out),
-	})
 	return in, out
 }
 
-// recordUsage writes to the ledger on a detached context: a call that was
-// paid is recorded even if the request is cut off now. A failed write is
-// logged, not returned: failing the stage for it would pay again.
-func (s *Stage) recordUsage(ctx context.Context, log *slog.Logger, lessonID string, meters map[string]float64) {
-	octx, cancel := s.Outcome(ctx)
-	defer cancel()
-	if err := s.Store.RecordUsage(octx, lessonID, meters); err != nil {
-		log.ErrorContext(ctx, "usage not recorded", "meters", meters, "error", err.Error())
+// geminiMeters are Gemini tokens as the cost ledger counts them.
+func (s *Stage) geminiMeters(in, out int64) map[string]float64 {
+	return map[string]float64{
+		lessonstate.MeterGeminiInputTokens(s.Model):  float64(in),
+		lessonstate.MeterGeminiOutputTokens(s.Model): float64(out),
 	}
 }
+
+// meters are what the embedding cost, as the cost ledger counts it.
+func (e storedEmbedding) meters() map[string]float64 {
+	return map[string]float64{lessonstate.MeterEmbeddingTokens(e.Model): float64(e.BilledTokens)}
+}
+
+// tally is what one attempt owes the lesson's cost ledger. It is written
+// with the attempt's outcome (the completion, or a note just before the
+// failure) rather than call by call, so that the stage writes the document
+// once; with it goes the list of kept answers the ledger now holds
+// (OutBilled). An attempt that dies before writing its outcome leaves its
+// answers kept but not in that list: the attempt that reads them back
+// adds their usage then, so a crash neither loses nor doubles it.
+//
+// The attempt's calls are made one after the other, so it needs no lock.
+type tally struct {
+	usage map[string]float64
+	// list is OutBilled: what the stage record said, then what this
+	// attempt paid for and kept.
+	list string
+}
+
+// newTally returns the tally of an attempt whose stage record lists billed
+// (OutBilled).
+func newTally(billed string) *tally {
+	return &tally{usage: map[string]float64{}, list: billed}
+}
+
+// add counts what a call just paid for.
+func (t *tally) add(meters map[string]float64) {
+	for m, v := range meters {
+		if v != 0 {
+			t.usage[m] += v
+		}
+	}
+}
+
+// billed records that the answer kept under key is paid for by this
+// attempt, whose outcome carries its usage.
+func (t *tally) billed(key string) {
+	if !listed(t.list, key) {
+		t.list = strings.Trim(t.list+";"+key, ";")
+	}
+}
+
+// reuse counts the usage of an answer kept under key by an earlier attempt
+// that died before writing it to the ledger, and nothing if it did.
+func (t *tally) reuse(key string, meters map[string]float64) {
+	if !listed(t.list, key) {
+		t.add(meters)
+		t.billed(key)
+	}
+}
+
+// owes reports whether the attempt has anything to write to the ledger or
+// to the list of what it holds.
+func (t *tally) owes(recorded string) bool { return len(t.usage) > 0 || t.list != recorded }
+
+func listed(list, item string) bool { return slices.Contains(strings.Split(list, ";"), item) }
 
 // apiFailure classifies a failed GenerateContent. The SDK has already
 // retried 408, 429 and 5xx: what is left of those, a 401 (credentials the

@@ -26,7 +26,7 @@ type result struct {
 // enrich does the work of a claimed stage. The order puts what costs
 // nothing first: a lesson that cannot be enriched (no school in the
 // taxonomy, nothing to chunk) fails before anything is paid for.
-func (s *Stage) enrich(ctx context.Context, log *slog.Logger, claim *lessonstate.Claim) (result, error) {
+func (s *Stage) enrich(ctx context.Context, log *slog.Logger, paid *tally, claim *lessonstate.Claim) (result, error) {
 	l, version := claim.Lesson, claim.Stage.Version
 	if _, ok := s.Taxonomy.School(l.School); !ok {
 		return result{}, &failure.Permanent{Err: taxonomy.NoCategoriesError(l.School, s.Taxonomy.Version)}
@@ -56,7 +56,7 @@ func (s *Stage) enrich(ctx context.Context, log *slog.Logger, claim *lessonstate
 	if _, err := s.Syncer.Ensure(ctx); err != nil {
 		return result{}, err
 	}
-	emb, err := s.embedding(ctx, log, l.ID, version, lessonText(l.Title, in))
+	emb, err := s.embedding(ctx, log, paid, l.ID, version, lessonText(l.Title, in))
 	if err != nil {
 		return result{}, fmt.Errorf("embed the lesson: %w", err)
 	}
@@ -77,7 +77,7 @@ func (s *Stage) enrich(ctx context.Context, log *slog.Logger, claim *lessonstate
 	if err != nil {
 		return result{}, failure.Permanentf("write the prompt: %w", err)
 	}
-	ans, err := s.describe(ctx, log, l.ID, version, p)
+	ans, err := s.describe(ctx, log, paid, l.ID, version, p)
 	if err != nil {
 		return result{}, err
 	}

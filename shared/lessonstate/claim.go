@@ -101,6 +101,15 @@ func (s *Store) Claim(ctx context.Context, lessonID, stage string, version int, 
 // other branch is finished too completes the process step: the join is
 // recorded where both branches' records are.
 func (s *Store) Complete(ctx context.Context, lessonID, stage string, version int, token string, outputs map[string]string) error {
+	return s.CompleteWithUsage(ctx, lessonID, stage, version, token, outputs, nil)
+}
+
+// CompleteWithUsage is Complete that also adds usage to the lesson's cost
+// ledger (Lesson.Usage, by meter, as RecordUsage does) in the same write. The
+// usage is added only by the call that completes the stage: a repeated
+// Complete, or one that lost the claim (ErrLeaseLost), adds nothing, so a
+// retry after a lost reply does not count the paid calls twice.
+func (s *Store) CompleteWithUsage(ctx context.Context, lessonID, stage string, version int, token string, outputs map[string]string, usage map[string]float64) error {
 	if !validStage(stage) {
 		return fmt.Errorf("complete %s of lesson %s v%d: unknown stage", stage, lessonID, version)
 	}
@@ -128,7 +137,7 @@ func (s *Store) Complete(ctx context.Context, lessonID, stage string, version in
 		if isProcessBranch(stage) && l.joinProcess(version, now) {
 			written = append(written, StepProcess)
 		}
-		return s.writeRecords(tx, ref, l, now, written...)
+		return s.writeRecordsWithUsage(tx, ref, l, now, usage, written...)
 	})
 	if err != nil {
 		return fmt.Errorf("complete %s of lesson %s v%d: %w", stage, lessonID, version, err)
@@ -274,7 +283,13 @@ func (l *Lesson) setRecord(name string, rec Stage) {
 // look at it next, computed from l as it now stands. Only those fields are
 // written: what other stages recorded in the document stays as it is.
 func (s *Store) writeRecords(tx *firestore.Transaction, ref *firestore.DocumentRef, l Lesson, now time.Time, names ...string) error {
-	ups := make([]firestore.Update, 0, len(names)+2)
+	return s.writeRecordsWithUsage(tx, ref, l, now, nil, names...)
+}
+
+// writeRecordsWithUsage is writeRecords that also adds usage to the cost
+// ledger, in the same update of the lesson document.
+func (s *Store) writeRecordsWithUsage(tx *firestore.Transaction, ref *firestore.DocumentRef, l Lesson, now time.Time, usage map[string]float64, names ...string) error {
+	ups := make([]firestore.Update, 0, len(names)+2+len(usage))
 	for _, name := range names {
 		ups = append(ups, firestore.Update{FieldPath: firestore.FieldPath{"stages", name}, Value: l.Stages[name]})
 	}
@@ -282,6 +297,7 @@ func (s *Store) writeRecords(tx *firestore.Transaction, ref *firestore.DocumentR
 		firestore.Update{Path: "updatedAt", Value: now},
 		s.nextCheckUpdate(l, now),
 	)
+	ups = append(ups, usageUpdates(usage)...)
 	return tx.Update(ref, ups)
 }
 
@@ -336,6 +352,14 @@ func (s *Store) Skip(ctx context.Context, lessonID, stage string, version int, t
 // has handed its work to something slower (a workflow execution, a
 // long-running recognition) holds the stage as long as that may take.
 func (s *Store) Note(ctx context.Context, lessonID, stage string, version int, token string, outputs map[string]string, lease time.Duration) (Stage, error) {
+	return s.NoteWithUsage(ctx, lessonID, stage, version, token, outputs, lease, nil)
+}
+
+// NoteWithUsage is Note that also adds usage, what the work noted paid for,
+// to the lesson's cost ledger in the same write: the progress and its cost
+// are recorded together or not at all. A call that lost the claim
+// (ErrLeaseLost) adds nothing.
+func (s *Store) NoteWithUsage(ctx context.Context, lessonID, stage string, version int, token string, outputs map[string]string, lease time.Duration, usage map[string]float64) (Stage, error) {
 	ref := s.lessonRef(lessonID)
 	var out Stage
 	err := s.runTx(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
@@ -359,7 +383,7 @@ func (s *Store) Note(ctx context.Context, lessonID, stage string, version int, t
 		}
 		l.setRecord(stage, rec)
 		out = rec
-		return s.writeRecords(tx, ref, l, now, stage)
+		return s.writeRecordsWithUsage(tx, ref, l, now, usage, stage)
 	})
 	if err != nil {
 		return Stage{}, fmt.Errorf("note %s of lesson %s v%d: %w", stage, lessonID, version, err)

@@ -2,6 +2,7 @@ package lessonstate
 
 import (
 	"errors"
+	"maps"
 	"sync"
 	"testing"
 	"time"
@@ -243,5 +244,72 @@ func TestFail(t *testing.T) {
 	}
 	if _, err := s.Fail(ctx, "L1", StageDownload, 1, c3.Token, "again", false); !errors.Is(err, ErrLeaseLost) {
 		t.Fatalf("fail of a finished stage: %v, want ErrLeaseLost", err)
+	}
+}
+
+// The usage a stage paid for goes to the cost ledger in the write that
+// completes it, so it is counted exactly once: a Complete that lost the
+// claim adds nothing, and a repeated Complete (its reply lost) adds nothing
+// again. The ledger adds to what is there, as separate records of usage do.
+func TestCompleteWithUsageCountsOnce(t *testing.T) {
+	s, _, _ := newStore(t)
+	create(t, s, "L1")
+	if err := s.RecordUsage(t.Context(), "L1", map[string]float64{"speech.chirp_3.seconds": 10}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := s.Claim(t.Context(), "L1", StageTranscribe, 1, time.Minute)
+	if err != nil || c.Outcome != Claimed {
+		t.Fatalf("claim: %v, %v", c.Outcome, err)
+	}
+	usage := map[string]float64{"speech.chirp_3.seconds": 93.5, "gemini.m.input_tokens": 1200, "gemini.m.output_tokens": 0}
+	out := map[string]string{"uri": "gs://a/t.json"}
+
+	if err := s.CompleteWithUsage(t.Context(), "L1", StageTranscribe, 1, "someone-else", out, usage); !errors.Is(err, ErrLeaseLost) {
+		t.Fatalf("complete with a foreign token: %v, want ErrLeaseLost", err)
+	}
+	if got := mustLesson(t, s, "L1").Usage; !maps.Equal(got, map[string]float64{"speech.chirp_3.seconds": 10}) {
+		t.Fatalf("usage after a complete that lost the claim: %v, want only what was there", got)
+	}
+
+	for range 2 {
+		if err := s.CompleteWithUsage(t.Context(), "L1", StageTranscribe, 1, c.Token, out, usage); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l := mustLesson(t, s, "L1")
+	want := map[string]float64{"speech.chirp_3.seconds": 103.5, "gemini.m.input_tokens": 1200}
+	if !maps.Equal(l.Usage, want) {
+		t.Errorf("usage %v, want %v (once, zero meters left out)", l.Usage, want)
+	}
+	if rec := l.Stages[StageTranscribe]; rec.State != StateDone || rec.Outputs["uri"] != out["uri"] {
+		t.Errorf("record %+v", rec)
+	}
+}
+
+// Progress and its cost are written together: a Note with usage adds it
+// once per call, and one that lost the claim adds nothing.
+func TestNoteWithUsage(t *testing.T) {
+	s, _, _ := newStore(t)
+	create(t, s, "L1")
+	c, err := s.Claim(t.Context(), "L1", StageAnalyze, 1, time.Minute)
+	if err != nil || c.Outcome != Claimed {
+		t.Fatalf("claim: %v, %v", c.Outcome, err)
+	}
+	window := map[string]float64{"gemini.m.input_tokens": 500, "gemini.m.output_tokens": 40}
+	for i, w := range []string{"1/3", "2/3"} {
+		rec, err := s.NoteWithUsage(t.Context(), "L1", StageAnalyze, 1, c.Token, map[string]string{"windows": w}, time.Minute, window)
+		if err != nil || rec.Outputs["windows"] != w {
+			t.Fatalf("note %d: %+v, %v", i+1, rec, err)
+		}
+	}
+	if _, err := s.NoteWithUsage(t.Context(), "L1", StageAnalyze, 1, "someone-else", nil, 0, window); !errors.Is(err, ErrLeaseLost) {
+		t.Fatalf("note with a foreign token: %v, want ErrLeaseLost", err)
+	}
+	l := mustLesson(t, s, "L1")
+	if want := map[string]float64{"gemini.m.input_tokens": 1000, "gemini.m.output_tokens": 80}; !maps.Equal(l.Usage, want) {
+		t.Errorf("usage %v, want %v: two windows noted", l.Usage, want)
+	}
+	if rec := l.Stages[StageAnalyze]; rec.State != StateRunning || rec.Outputs["windows"] != "2/3" {
+		t.Errorf("record %+v", rec)
 	}
 }

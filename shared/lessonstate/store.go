@@ -187,16 +187,13 @@ func (s *Store) queryLessons(ctx context.Context, q firestore.Query) ([]Lesson, 
 func validStage(stage string) bool { return slices.Contains(records, stage) }
 
 // RecordUsage adds what a paid call used to the lesson's cost ledger
-// (Lesson.Usage), by meter. Increments commute, so concurrent stages and
-// retries need no transaction; a retried call is recorded again because it
-// was paid for again.
+// (Lesson.Usage), by meter, in a write of its own. A stage that can should
+// pass its usage to the write that records its progress instead
+// (CompleteWithUsage, NoteWithUsage, FailWithUsage): a crash between two
+// separate writes, and the retry after it, would count the call twice.
+// Increments commute, so concurrent stages and retries need no transaction.
 func (s *Store) RecordUsage(ctx context.Context, lessonID string, meters map[string]float64) error {
-	ups := make([]firestore.Update, 0, len(meters))
-	for name, v := range meters {
-		if v != 0 {
-			ups = append(ups, firestore.Update{FieldPath: firestore.FieldPath{"usage", name}, Value: firestore.Increment(v)})
-		}
-	}
+	ups := usageUpdates(meters)
 	if len(ups) == 0 {
 		return nil
 	}
@@ -204,4 +201,16 @@ func (s *Store) RecordUsage(ctx context.Context, lessonID string, meters map[str
 		return fmt.Errorf("record usage of lesson %s: %w", lessonID, err)
 	}
 	return nil
+}
+
+// usageUpdates are the increments of the cost ledger that add meters. A
+// zero meter is left out: a call that used nothing writes nothing.
+func usageUpdates(meters map[string]float64) []firestore.Update {
+	ups := make([]firestore.Update, 0, len(meters))
+	for name, v := range meters {
+		if v != 0 {
+			ups = append(ups, firestore.Update{FieldPath: firestore.FieldPath{"usage", name}, Value: firestore.Increment(v)})
+		}
+	}
+	return ups
 }

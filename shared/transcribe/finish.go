@@ -48,11 +48,13 @@ func (s *Stage) finish(ctx context.Context, log *slog.Logger, h held, op string,
 	t := st.Transcript
 	t.LessonID, t.Version, t.Model, t.AudioSHA256, t.DurationSeconds = id, v, model, a.sha256, a.duration
 
+	// The recognition's seconds go to the ledger in the write that lists op
+	// as billed (the fallback's note, or the completion): a poll repeated
+	// after a crash or a lost write finds op listed, or bills it then.
 	billed := h.rec.Outputs[OutBilled]
+	var usage map[string]float64
 	if !listed(billed, op) {
-		if err := s.Store.RecordUsage(ctx, id, map[string]float64{lessonstate.MeterSpeechSeconds(model): a.duration}); err != nil {
-			return response{}, failure.Retryablef("transcribe lesson %s v%d: %w", id, v, err)
-		}
+		usage = map[string]float64{lessonstate.MeterSpeechSeconds(model): a.duration}
 		billed = with(billed, op)
 	}
 	log.InfoContext(ctx, "recognition done", "operation", op, "model", model, "words", len(t.Words),
@@ -60,7 +62,7 @@ func (s *Stage) finish(ctx context.Context, log *slog.Logger, h held, op string,
 
 	if s.Config.FallbackModel != "" && model == s.Config.Model && h.rec.Outputs[OutDraft] == "" &&
 		st.confidenceKnown && t.Confidence < s.Config.MinConfidence {
-		return s.fallback(ctx, log, h, a, lang, t, billed)
+		return s.fallback(ctx, log, h, a, lang, t, billed, usage)
 	}
 	if draftURI := h.rec.Outputs[OutDraft]; draftURI != "" {
 		draft, err := s.readTranscript(ctx, draftURI)
@@ -73,12 +75,15 @@ func (s *Stage) finish(ctx context.Context, log *slog.Logger, h held, op string,
 			t = draft
 		}
 	}
-	return s.conclude(ctx, log, h, a, lang, t, billed)
+	return s.conclude(ctx, log, h, a, lang, t, billed, usage)
 }
 
 // fallback keeps the primary model's transcript as a draft and starts the
-// fallback model's recognition of the same segments.
-func (s *Stage) fallback(ctx context.Context, log *slog.Logger, h held, a audioInfo, lang string, t artifact.Transcript, billed string) (response, error) {
+// fallback model's recognition of the same segments. The draft is noted,
+// with the primary recognition's usage, before the fallback starts: from
+// then on that recognition is billed and its transcript kept whatever
+// becomes of the fallback.
+func (s *Stage) fallback(ctx context.Context, log *slog.Logger, h held, a audioInfo, lang string, t artifact.Transcript, billed string, usage map[string]float64) (response, error) {
 	id, v := h.lesson.ID, h.version
 	draft := artifact.Prefix(id, v) + "speech/" + t.Model + "/" + artifact.TranscriptFile
 	uri, err := s.writeJSON(ctx, draft, t)
@@ -91,8 +96,11 @@ func (s *Stage) fallback(ctx context.Context, log *slog.Logger, h held, a audioI
 		OutDraft: uri, OutDraftConfidence: formatConfidence(t.Confidence), OutBilled: billed,
 		OutRecognitions: h.rec.Outputs[OutRecognitions] + "," + s.Config.FallbackModel,
 	}
+	if h.rec, err = s.Store.NoteWithUsage(ctx, id, lessonstate.StageTranscribe, v, h.token, extra, 0, usage); err != nil {
+		// Nothing billed nor kept: the next poll finishes the recognition again.
+		return response{}, failure.Retryablef("transcribe lesson %s v%d: keep the first transcript: %w", id, v, err)
+	}
 	// A fallback that cannot even start leaves the first transcript.
-	h.rec.Outputs = merged(h.rec.Outputs, extra)
 	return s.recognize(ctx, log, h, a, lang, s.Config.FallbackModel, s.Config.FallbackLocation, extra)
 }
 
@@ -110,12 +118,13 @@ func (s *Stage) recognitionFailed(ctx context.Context, log *slog.Logger, h held,
 		return s.fail(ctx, log, h, fmt.Errorf("%w; and the first transcript cannot be read: %w", cause, err))
 	}
 	a, _ := audioFromOutputs(h.rec.Outputs)
-	return s.conclude(ctx, log, h, a, s.Config.LanguageOf(h.lesson.CourseID), t, h.rec.Outputs[OutBilled])
+	return s.conclude(ctx, log, h, a, s.Config.LanguageOf(h.lesson.CourseID), t, h.rec.Outputs[OutBilled], nil)
 }
 
 // conclude writes t as the version's transcript, remembers it for its
-// audio, and completes the stage.
-func (s *Stage) conclude(ctx context.Context, log *slog.Logger, h held, a audioInfo, lang string, t artifact.Transcript, billed string) (response, error) {
+// audio, and completes the stage, adding usage (what the recognition just
+// finished used, if not billed yet) to the ledger in the same write.
+func (s *Stage) conclude(ctx context.Context, log *slog.Logger, h held, a audioInfo, lang string, t artifact.Transcript, billed string, usage map[string]float64) (response, error) {
 	id, v := h.lesson.ID, h.version
 	t.LessonID, t.Version = id, v
 	uri, err := s.writeTranscript(ctx, t)
@@ -139,15 +148,22 @@ func (s *Stage) conclude(ctx context.Context, log *slog.Logger, h held, a audioI
 	if t.Confidence > 0 {
 		out[OutConfidence] = formatConfidence(t.Confidence)
 	}
-	return s.complete(ctx, log, h, out)
+	return s.completeWithUsage(ctx, log, h, out, usage)
 }
 
 // complete records the stage done, on a context the request's end does
 // not cancel.
 func (s *Stage) complete(ctx context.Context, log *slog.Logger, h held, out map[string]string) (response, error) {
+	return s.completeWithUsage(ctx, log, h, out, nil)
+}
+
+// completeWithUsage is complete that also adds usage to the ledger: only if
+// the stage completes, so that the poll that retries a failed completion
+// bills the recognition once.
+func (s *Stage) completeWithUsage(ctx context.Context, log *slog.Logger, h held, out map[string]string, usage map[string]float64) (response, error) {
 	octx, cancel := s.Outcome(ctx)
 	defer cancel()
-	err := s.Store.Complete(octx, h.lesson.ID, lessonstate.StageTranscribe, h.version, h.token, out)
+	err := s.Store.CompleteWithUsage(octx, h.lesson.ID, lessonstate.StageTranscribe, h.version, h.token, out, usage)
 	if err != nil {
 		// Still running under our claim (or taken over): the next call
 		// finishes again, or finds how it stands.

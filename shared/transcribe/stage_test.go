@@ -137,6 +137,9 @@ func TestThreeSegmentsMakeOneTimeline(t *testing.T) {
 	if err != nil || !again.Done || again.URI != done.URI {
 		t.Errorf("repeated poll: %+v, %v", again, err)
 	}
+	if u := e.LessonDoc(t, id).Usage[lessonstate.MeterSpeechSeconds("chirp_3")]; u != usage {
+		t.Errorf("usage %.3f s after a repeated poll, was %.3f s", u, usage)
+	}
 }
 
 // A new version of a lesson whose video did not change is not recognized
@@ -297,12 +300,14 @@ func TestLowConfidenceFallsBackOnce(t *testing.T) {
 }
 
 // A fallback that cannot run (here: chirp_2 asked for where it does not
-// exist) is no failure of the lesson: the first transcript stands.
+// exist) is no failure of the lesson: the first transcript stands, and the
+// first recognition is in the ledger once, the refused one not at all.
 func TestFallbackRefusedKeepsTheFirstTranscript(t *testing.T) {
 	t.Parallel()
 	e := tt.New(t, tt.Options{Vars: map[string]string{"MIN_CONFIDENCE": "0.99", "SPEECH_FALLBACK_LOCATION": "eu"}})
 	id := tt.LessonConds
-	v := e.Lesson(t, id, tt.Video(t, id).Path)
+	video := tt.Video(t, id)
+	v := e.Lesson(t, id, video.Path)
 	done := e.Transcribe(t, id, v)
 	if !done.Done {
 		t.Fatalf("%+v", done)
@@ -315,6 +320,13 @@ func TestFallbackRefusedKeepsTheFirstTranscript(t *testing.T) {
 	}
 	if rec := e.Record(t, id); rec.State != lessonstate.StateDone {
 		t.Errorf("record %s %q", rec.State, rec.Error)
+	}
+	usage := e.LessonDoc(t, id).Usage
+	if got := usage[lessonstate.MeterSpeechSeconds("chirp_3")]; math.Abs(got-video.Duration) > 0.1 {
+		t.Errorf("usage of chirp_3: %.3f s, want %.3f", got, video.Duration)
+	}
+	if got, ok := usage[lessonstate.MeterSpeechSeconds("chirp_2")]; ok {
+		t.Errorf("usage of the refused chirp_2: %.3f s, want none", got)
 	}
 }
 
