@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/coursekb/pipeline/shared/events"
 	"github.com/coursekb/pipeline/shared/lessonstate"
@@ -78,7 +79,7 @@ func (s *Stage) Retire(ctx context.Context, ev events.LessonEvent) error {
 	}
 	log.InfoContext(ctx, "removed lesson retired", "files", len(ids), "recordCleared", cleared)
 	if storeID != "" && len(ids) > 0 {
-		s.refreshStats(ctx, log, l.School, storeID)
+		s.refreshStats(ctx, log, l.School, storeID, time.Time{})
 	}
 	return nil
 }

@@ -28,10 +28,35 @@ const MetaSchool = "coursekb_school"
 // creator that loses (its lease was taken over while it was slow) deletes
 // its own store, which nothing uses yet. Listing alone could not do it: two
 // creators that list at the same moment both find nothing.
-func (s *Stage) schoolStore(ctx context.Context, log *slog.Logger, slug string) (string, error) {
+//
+// Once recorded, a school's store id never changes, so every sync after the
+// first reads it with a plain read, outside any transaction: a hundred
+// lessons of one school syncing together would otherwise all run a
+// transaction on the one school document, and on the emulator (which locks
+// what a transaction reads) they retried each other into a standstill.
+// statsAt is when the school's store stats were last recorded (zero if
+// unknown), for refreshStats.
+func (s *Stage) schoolStore(ctx context.Context, log *slog.Logger, slug string) (id string, statsAt time.Time, err error) {
 	if slug == "" {
-		return "", failure.Permanentf("lesson has no school: its knowledge has no vector store to go to")
+		return "", time.Time{}, failure.Permanentf("lesson has no school: its knowledge has no vector store to go to")
 	}
+	sc, _, err := s.Store.School(ctx, slug)
+	if err != nil {
+		return "", time.Time{}, failure.Retryablef("%w", err)
+	}
+	if sc.VectorStoreID != "" {
+		if sc.Stats != nil {
+			statsAt = sc.Stats.At
+		}
+		return sc.VectorStoreID, statsAt, nil
+	}
+	id, err = s.createOrWait(ctx, log, slug)
+	return id, time.Time{}, err
+}
+
+// createOrWait claims the creation of the school's store, or waits for the
+// delivery that holds it to record one.
+func (s *Stage) createOrWait(ctx context.Context, log *slog.Logger, slug string) (string, error) {
 	// The wait for another creator is bounded by its lease as this process
 	// measures time; a creator that died leaves a lease that the next
 	// delivery, after it, takes over.
@@ -104,9 +129,20 @@ func (s *Stage) createStore(ctx context.Context, log *slog.Logger, slug string) 
 	return recorded, nil
 }
 
+// statsEvery is how often a school's store stats are recorded at most.
+// They sit on the one document of the school, which every sync of the
+// school would otherwise write (Firestore sustains about one write a
+// second on a document); the cost report bills each lesson's own
+// usageBytes, so stats a minute old lose nothing.
+const statsEvery = time.Minute
+
 // refreshStats records the store's counts and usage on the school's
-// document, for the cost report. It is informative: a failure is logged.
-func (s *Stage) refreshStats(ctx context.Context, log *slog.Logger, slug, storeID string) {
+// document, unless they were recorded less than statsEvery before lastAt's
+// reading (zero: record now). It is informative: a failure is logged.
+func (s *Stage) refreshStats(ctx context.Context, log *slog.Logger, slug, storeID string, lastAt time.Time) {
+	if !lastAt.IsZero() && time.Since(lastAt) < statsEvery {
+		return
+	}
 	vs, err := s.OpenAI.Store(ctx, storeID)
 	if err == nil {
 		err = s.Store.SetStoreStats(ctx, slug, storeStats(vs))

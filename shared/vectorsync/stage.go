@@ -150,7 +150,9 @@ type attempt struct {
 type result struct {
 	storeID, fileID string
 	usageBytes      int64
-	reused          bool
+	// statsAt is when the school's store stats were last recorded.
+	statsAt time.Time
+	reused  bool
 }
 
 // Sync claims the sync stage of the event's version and publishes the
@@ -197,7 +199,7 @@ func (s *Stage) Sync(ctx context.Context, ev events.LessonEvent) error {
 // versions only once the new one is indexed.
 func (a *attempt) run(ctx context.Context) (result, error) {
 	l := a.lesson
-	storeID, err := a.schoolStore(ctx, a.log, l.School)
+	storeID, statsAt, err := a.schoolStore(ctx, a.log, l.School)
 	if err != nil {
 		return result{}, err
 	}
@@ -212,7 +214,7 @@ func (a *attempt) run(ctx context.Context) (result, error) {
 			return result{}, err
 		}
 	}
-	res := result{storeID: storeID, fileID: c.fileID, reused: c.fileID != ""}
+	res := result{storeID: storeID, statsAt: statsAt, fileID: c.fileID, reused: c.fileID != ""}
 
 	if c.fileID == "" {
 		content, err := a.knowledge(ctx, l.ID, a.version)
@@ -411,7 +413,7 @@ func (a *attempt) complete(ctx context.Context, ev events.LessonEvent, res resul
 		// Queued in the outbox with the completion: the next flush sends it.
 		a.log.WarnContext(ctx, "synced announcement left in the outbox", "error", err.Error())
 	}
-	a.refreshStats(ctx, a.log, l.School, res.storeID)
+	a.refreshStats(ctx, a.log, l.School, res.storeID, res.statsAt)
 	return nil
 }
 

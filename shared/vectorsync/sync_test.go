@@ -14,6 +14,31 @@ import (
 	"github.com/coursekb/pipeline/shared/vectorsync"
 )
 
+// The school's document is written by its first sync, not by every one: a
+// second lesson synced within the minute reads the recorded store and
+// leaves the stats as they were, so a course's lessons syncing together do
+// not all write the one document of their school.
+func TestSyncWritesTheSchoolOnlyWhenDue(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	ctx := t.Context()
+	e.synced(t, e.ready(t, "py1", "Variables en Python"))
+	first, _, err := e.store.School(ctx, school)
+	if err != nil || first.Stats == nil {
+		t.Fatalf("school after the first sync = %+v, %v", first, err)
+	}
+	e.synced(t, e.ready(t, "py2", "Condicionales en Python"))
+	second, _, err := e.store.School(ctx, school)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.VectorStoreID != first.VectorStoreID || second.Stats == nil || !second.Stats.At.Equal(first.Stats.At) {
+		t.Errorf("school after a second sync within the minute = %+v, want it unwritten (%+v)", second, first)
+	}
+	if f := e.onlyLive(t, "py2", 1); f.StoreID != first.VectorStoreID {
+		t.Errorf("second lesson went to store %s, want the school's %s", f.StoreID, first.VectorStoreID)
+	}
+}
+
 // A new lesson of a new school: the school's store is made and recorded,
 // the knowledge document is uploaded under its lesson-<id>-v<n>.md name,
 // attached with its attributes and the chunking derived from the chunk
