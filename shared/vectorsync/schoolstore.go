@@ -62,7 +62,33 @@ func (s *Stage) createOrWait(ctx context.Context, log *slog.Logger, slug string)
 	// delivery, after it, takes over.
 	giveUp := time.Now().Add(s.StoreCreationLease)
 	delay := 100 * time.Millisecond
-	for {
+	for first := true; ; first = false {
+		if !first {
+			if time.Now().After(giveUp) {
+				return "", failure.Retryablef("school %s: another delivery is creating its vector store", slug)
+			}
+			select {
+			case <-ctx.Done():
+				return "", ctx.Err()
+			case <-time.After(delay):
+			}
+			delay = min(2*delay, time.Second)
+		}
+		// A live creation is awaited with plain reads: a crowd of lessons
+		// of a new school each running the claim's transaction would
+		// contend with the holder's own transaction that records the
+		// store, and delay it most (a hundred of them took 40 s on the
+		// emulator).
+		sc, _, err := s.Store.School(ctx, slug)
+		if err != nil {
+			return "", failure.Retryablef("%w", err)
+		}
+		if sc.VectorStoreID != "" {
+			return sc.VectorStoreID, nil
+		}
+		if sc.StoreCreation != nil && time.Now().Before(sc.StoreCreation.LeaseUntil) {
+			continue
+		}
 		c, err := s.Store.ClaimStoreCreation(ctx, slug, s.StoreCreationLease)
 		if err != nil {
 			return "", err
@@ -73,15 +99,6 @@ func (s *Stage) createOrWait(ctx context.Context, log *slog.Logger, slug string)
 		case c.Token != "":
 			return s.createStore(ctx, log, slug)
 		}
-		if time.Now().After(giveUp) {
-			return "", failure.Retryablef("school %s: another delivery is creating its vector store (lease until %s)", slug, c.BusyUntil.Format(time.RFC3339))
-		}
-		select {
-		case <-ctx.Done():
-			return "", ctx.Err()
-		case <-time.After(delay):
-		}
-		delay = min(2*delay, time.Second)
 	}
 }
 

@@ -2,6 +2,7 @@ package vectorsync_test
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -386,6 +387,35 @@ func TestTwoLessonsOfANewSchoolMakeOneStore(t *testing.T) {
 	a, b := e.onlyLive(t, "py1", 1), e.onlyLive(t, "py2", 1)
 	if a.StoreID != b.StoreID {
 		t.Errorf("stores %s and %s", a.StoreID, b.StoreID)
+	}
+}
+
+// A course's worth of lessons of a new school synced at once: one makes the
+// store while the others wait for its record without contending for the
+// school's document, and every lesson syncs on the first attempt.
+func TestACrowdOfLessonsOfANewSchoolSyncAtOnce(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	var evs []events.LessonEvent
+	for i := range 30 {
+		evs = append(evs, e.ready(t, fmt.Sprintf("crowd%02d", i), fmt.Sprintf("Lección %d de Python", i)))
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, len(evs))
+	for _, ev := range evs {
+		wg.Go(func() { errs <- e.stage.Sync(t.Context(), ev) })
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	if ids := e.ai.StoreIDs(); len(ids) != 1 {
+		t.Fatalf("stores = %v, want one", ids)
+	}
+	for _, ev := range evs {
+		e.onlyLive(t, ev.LessonID, 1)
 	}
 }
 
