@@ -135,13 +135,13 @@ resource "google_project_iam_member" "function_extra" {
 
 #-- Service agent grants --#
 
-# roles/storage.objectViewer, roles/storage.objectUser: https://cloud.google.com/iam/docs/roles-permissions/storage
-# Why: BatchRecognize reads the audio segments (raw bucket) and writes its
-# results (artifacts bucket, .../speech/) as the Speech-to-Text service agent,
-# not as the transcriber. Under lessons/ only.
+# roles/storage.objectUser: https://cloud.google.com/iam/docs/roles-permissions/storage
+# Why: BatchRecognize reads the audio segments and writes its results (both
+# in the artifacts bucket: .../audio/, .../speech/) as the Speech-to-Text
+# service agent, not as the transcriber. Under lessons/ only; nothing in the
+# raw bucket.
 resource "google_storage_bucket_iam_member" "speech_agent" {
   for_each = {
-    raw       = "roles/storage.objectViewer"
     artifacts = "roles/storage.objectUser"
   }
 

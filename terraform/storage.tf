@@ -3,8 +3,8 @@
 # Bucket names are global: they start with the project id. No force_destroy:
 # `terraform destroy` stops at a bucket that still holds objects.
 
-# Downloaded lesson videos (lessons/{lessonId}/v{version}/source.{ext}, and
-# the audio segments cut from them) and the producer's master files
+# Downloaded lesson videos (lessons/{lessonId}/v{version}/source.{ext}) and
+# the producer's master files
 # (MEDIA_INGEST_PREFIX, the producer's only copy: only readers hold a grant
 # outside lessons/, iam.tf). In var.region: the Eventarc trigger on object
 # finalize must be in the bucket's region.
@@ -32,7 +32,10 @@ resource "google_storage_bucket" "raw" {
 }
 
 # Transcripts, analyses, enrichments, knowledge documents and chunks. Kept:
-# they make replays cheap.
+# they make replays cheap. Also the audio segments the transcriber cuts
+# (lessons/{lessonId}/v{version}/audio/seg-NNN.flac): here rather than
+# beside the video because every object finalized in the raw bucket is an
+# event for the starter.
 resource "google_storage_bucket" "artifacts" {
   name                        = "${var.project_id}-artifacts"
   location                    = var.region
@@ -49,6 +52,19 @@ resource "google_storage_bucket" "artifacts" {
   lifecycle_rule {
     condition {
       days_since_noncurrent_time = 30
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
+  # Audio segments are only Speech-to-Text's input, made again from the
+  # video when a replay needs them: they go with the raw video.
+  lifecycle_rule {
+    condition {
+      age            = var.raw_retention_days
+      matches_prefix = ["lessons/"]
+      matches_suffix = [".flac", ".ogg"]
     }
     action {
       type = "Delete"

@@ -95,8 +95,10 @@ func (a audioInfo) outputs() map[string]string {
 	}
 }
 
-// audioPrefix is where a version's segments live in the raw bucket: next
-// to its source video.
+// audioPrefix is where a version's segments live in the artifacts bucket,
+// beside its transcript. Not in the raw bucket: every object finalized
+// there is an event for the starter, which would be woken for nothing once
+// per segment.
 func audioPrefix(lessonID string, version int) string {
 	return artifact.Prefix(lessonID, version) + "audio/"
 }

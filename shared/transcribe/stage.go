@@ -244,7 +244,7 @@ func (s *Stage) audioOf(ctx context.Context, h held) (audioInfo, bool, error) {
 	}
 	res, err := s.Audio.Extract(ctx,
 		audio.Source{Bucket: s.Config.RawBucket, Object: download.ObjectName(id, v, ext)},
-		audio.Dest{Bucket: s.Config.RawBucket, Prefix: audioPrefix(id, v), Metadata: map[string]string{
+		audio.Dest{Bucket: s.Config.ArtifactsBucket, Prefix: audioPrefix(id, v), Metadata: map[string]string{
 			audio.MetaLessonID: id, audio.MetaVersion: strconv.Itoa(v),
 		}})
 	if err != nil {
@@ -255,7 +255,7 @@ func (s *Stage) audioOf(ctx context.Context, h held) (audioInfo, bool, error) {
 
 func (s *Stage) segmentsExist(ctx context.Context, a audioInfo, id string, v int) bool {
 	for _, obj := range a.segmentObjects(id, v) {
-		if _, err := s.Storage.Bucket(s.Config.RawBucket).Object(obj).Attrs(ctx); err != nil {
+		if _, err := s.Storage.Bucket(s.Config.ArtifactsBucket).Object(obj).Attrs(ctx); err != nil {
 			return false
 		}
 	}
@@ -265,7 +265,7 @@ func (s *Stage) segmentsExist(ctx context.Context, a audioInfo, id string, v int
 func (s *Stage) segmentURIs(a audioInfo, id string, v int) []string {
 	objs := a.segmentObjects(id, v)
 	for i, o := range objs {
-		objs[i] = "gs://" + s.Config.RawBucket + "/" + o
+		objs[i] = "gs://" + s.Config.ArtifactsBucket + "/" + o
 	}
 	return objs
 }

@@ -50,9 +50,13 @@ func TestThreeSegmentsMakeOneTimeline(t *testing.T) {
 		rec.Outputs[transcribe.OutSegments] != "3" || rec.Outputs[transcribe.OutModel] != "chirp_3" {
 		t.Errorf("record after start: %s %v", rec.State, rec.Outputs)
 	}
-	segs := e.Objects(t, tt.RawBucket, "lessons/"+id+"/v1/audio/")
+	segs := e.Objects(t, tt.ArtifactsBucket, "lessons/"+id+"/v1/audio/")
 	if len(segs) != 3 {
-		t.Fatalf("segments %v, want 3 next to the source video", segs)
+		t.Fatalf("segments %v, want 3 beside the transcript", segs)
+	}
+	// Every object finalized in the raw bucket wakes the starter.
+	if raw := e.Objects(t, tt.RawBucket, "lessons/"+id+"/v1/audio/"); len(raw) != 0 {
+		t.Errorf("segments in the raw bucket: %v", raw)
 	}
 
 	done, _, err := e.PollUntilDone(t, id, v, started)
@@ -230,7 +234,7 @@ func TestRetryableOperationFailureStartsOver(t *testing.T) {
 		t.Fatal(err)
 	}
 	seg := "lessons/" + id + "/v1/audio/seg-000.flac"
-	before, err := e.Storage.Bucket(tt.RawBucket).Object(seg).Attrs(t.Context())
+	before, err := e.Storage.Bucket(tt.ArtifactsBucket).Object(seg).Attrs(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,7 +254,7 @@ func TestRetryableOperationFailureStartsOver(t *testing.T) {
 	if err != nil || !done.Done {
 		t.Fatalf("after the retry: %+v, %v", done, err)
 	}
-	after, err := e.Storage.Bucket(tt.RawBucket).Object(seg).Attrs(t.Context())
+	after, err := e.Storage.Bucket(tt.ArtifactsBucket).Object(seg).Attrs(t.Context())
 	if err != nil || after.Generation != before.Generation {
 		t.Errorf("segment rewritten (generation %d, was %d): the retry should reuse it", after.Generation, before.Generation)
 	}
