@@ -285,13 +285,7 @@ func (a *attempt) run(ctx context.Context) (result, error) {
 	if err := a.crashAt(crashIndexed); err != nil {
 		return result{}, err
 	}
-	// Noting again checks that the lease is still ours before anything is
-	// retired: an owner that lost it must not delete what the new owner
-	// may be using.
-	if err := a.note(ctx, map[string]string{OutIndexed: done.Status, OutUsageBytes: strconv.FormatInt(done.UsageBytes, 10)}); err != nil {
-		return result{}, err
-	}
-	if err := a.retireOlder(ctx, storeID, res.fileID); err != nil {
+	if err := a.retireOlder(ctx, storeID, res.fileID, done); err != nil {
 		return result{}, err
 	}
 	if err := a.crashAt(crashRetired); err != nil {
@@ -306,19 +300,32 @@ func (a *attempt) run(ctx context.Context) (result, error) {
 // superseded attempt left. The inventory is taken again: the SDK's retry of
 // an upload whose answer was lost, during this very attempt, makes a file
 // the first inventory could not see.
-func (a *attempt) retireOlder(ctx context.Context, storeID, keep string) error {
+//
+// Before anything is retired, a note checks that the lease is still ours:
+// an owner that lost it must not delete what the new owner may be using.
+// A lesson's first version has nothing to retire and skips that write (the
+// completion records the same outputs).
+func (a *attempt) retireOlder(ctx context.Context, storeID, keep string, done StoreFile) error {
 	inv, err := a.takeInventory(ctx, storeID, a.lesson.ID)
 	if err != nil {
 		return err
 	}
 	old := inv.upTo(a.version, keep)
+	lv := a.lesson.VectorStore
+	previous := lv != nil && lv.FileID != keep && lv.Version <= a.version && !slices.Contains(old, lv.FileID)
+	if len(old) == 0 && !previous {
+		return nil
+	}
+	if err := a.note(ctx, map[string]string{OutIndexed: done.Status, OutUsageBytes: strconv.FormatInt(done.UsageBytes, 10)}); err != nil {
+		return err
+	}
 	if len(old) > 0 {
 		a.log.InfoContext(ctx, "retiring the lesson's earlier files", "files", old)
 		if err := a.retire(ctx, storeID, old); err != nil {
 			return err
 		}
 	}
-	if lv := a.lesson.VectorStore; lv != nil && lv.FileID != keep && lv.Version <= a.version && !slices.Contains(old, lv.FileID) {
+	if previous {
 		a.log.InfoContext(ctx, "retiring the previous live file", "fileId", lv.FileID, "vectorStoreId", lv.StoreID, "liveVersion", lv.Version)
 		if err := a.retire(ctx, lv.StoreID, []string{lv.FileID}); err != nil {
 			return err
