@@ -15,7 +15,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/coursekb/pipeline/shared/media"
 )
@@ -148,38 +149,20 @@ func Generate(ctx context.Context, cat Catalog, dir string, opts GenerateOptions
 		return nil, fmt.Errorf("sample videos: %s", strings.Join(bad, "; "))
 	}
 
+	// errgroup cancels the rest at the first failure and reports that one,
+	// not the cancellations it caused.
 	videos := make([]Video, len(pages))
-	errs := make([]error, len(pages))
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	sem := make(chan struct{}, opts.Parallelism)
-	var wg sync.WaitGroup
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(opts.Parallelism)
 	for i, pg := range pages {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-				errs[i] = ctx.Err()
-				return
+		g.Go(func() (err error) {
+			if videos[i], err = generateOne(gctx, pg, dir, opts); err != nil {
+				return fmt.Errorf("page %s: %w", pg.PageID, err)
 			}
-			defer func() { <-sem }()
-			videos[i], errs[i] = generateOne(ctx, pg, dir, opts)
-			if errs[i] != nil {
-				errs[i] = fmt.Errorf("page %s: %w", pg.PageID, errs[i])
-				cancel()
-			}
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
-	for _, err := range errs {
-		// Report the first real failure, not the cancellations it caused.
-		if err != nil && !errors.Is(err, context.Canceled) {
-			return nil, fmt.Errorf("sample videos: %w", err)
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
+	if err := g.Wait(); err != nil {
 		return nil, fmt.Errorf("sample videos: %w", err)
 	}
 	return videos, nil

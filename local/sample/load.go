@@ -5,13 +5,13 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
+
+	"golang.org/x/sync/errgroup"
 )
 
 // The load course (issue 9): a synthetic course of any number of lessons,
@@ -215,33 +215,17 @@ func GenerateLoad(ctx context.Context, videos []LoadVideo, dir string, opts Gene
 		return nil, fmt.Errorf("load videos: %w", err)
 	}
 	out := make([]Video, len(videos))
-	errs := make([]error, len(videos))
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	sem := make(chan struct{}, opts.Parallelism)
-	var wg sync.WaitGroup
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(opts.Parallelism)
 	for i, v := range videos {
-		wg.Go(func() {
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-				errs[i] = ctx.Err()
-				return
+		g.Go(func() (err error) {
+			if out[i], err = generateLoadOne(gctx, v, dir, opts); err != nil {
+				return fmt.Errorf("page %s: %w", v.Page.PageID, err)
 			}
-			defer func() { <-sem }()
-			if out[i], errs[i] = generateLoadOne(ctx, v, dir, opts); errs[i] != nil {
-				errs[i] = fmt.Errorf("page %s: %w", v.Page.PageID, errs[i])
-				cancel()
-			}
+			return nil
 		})
 	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil && !errors.Is(err, context.Canceled) {
-			return nil, fmt.Errorf("load videos: %w", err)
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
+	if err := g.Wait(); err != nil {
 		return nil, fmt.Errorf("load videos: %w", err)
 	}
 	return out, nil
