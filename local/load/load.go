@@ -333,6 +333,10 @@ func (r *run) stackOptions() stack.Options {
 			"DOWNLOAD_LEASE": lease, "TRANSCRIBE_EXTRACT_LEASE": lease, "ANALYZE_LEASE": lease, "ENRICH_LEASE": lease,
 			"SYNC_LEASE": lease, "START_LEASE": lease, "NOTIFY_LEASE": lease, "VECTOR_STORE_CREATION_LEASE": lease,
 			"TAXONOMY_SYNC_LEASE": lease, "PENDING_AFTER": (o.Lease / 2).String(),
+			// As in production, a stage that failed for now waits before
+			// its next attempt (2 s doubling here, 15 s there): the three
+			// copies of every delivery must not spend its attempts at once.
+			"STAGE_RETRY_BACKOFF": "2s",
 			// What must fit inside a lease.
 			"SYNC_INDEX_TIMEOUT": (o.Lease / 2).String(), "NOTIFY_SEND_TIMEOUT": (o.Lease / 3).String(),
 			"MAX_MEDIA_BYTES": fmt.Sprint(maxMediaBytes),

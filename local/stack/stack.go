@@ -498,7 +498,10 @@ func (s *Stack) functionsEnv(addr string) []string {
 		"DETECTION_BUDGET":        "2m",
 		"DOWNLOAD_LEASE":          "2m",
 		"PENDING_AFTER":           "1m",
-		"LOG_LEVEL":               "info",
+		// Stages retry at once here (tests drive retries through
+		// redeliveries); the load run sets a backoff.
+		"STAGE_RETRY_BACKOFF": "0s",
+		"LOG_LEVEL":           "info",
 		// The process step: the starter starts executions on the local
 		// Workflows service; the branches' functions talk to the local
 		// engines through their SDKs' endpoint options.

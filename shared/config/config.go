@@ -33,6 +33,12 @@ type Common struct {
 	// PendingAfter is how long a step may wait pending, its event sent and
 	// nobody working on it, before the sweeper sends it again.
 	PendingAfter time.Duration `env:"PENDING_AFTER" envDefault:"10m"`
+	// RetryBackoff is the wait after a stage's first failure that may pass
+	// (a 429, a 5xx, a cut transfer) before its next attempt, doubling with
+	// each attempt up to 10 minutes; the sweeper sends the event again when
+	// it is over. It keeps a short outage from using up every attempt
+	// within seconds. 0: retry at once.
+	RetryBackoff time.Duration `env:"STAGE_RETRY_BACKOFF" envDefault:"15s"`
 	// OutcomeTimeout bounds the final write of a stage's outcome, which is
 	// made on a context detached from the request's: a request cancelled by
 	// its deadline still records how it ended.

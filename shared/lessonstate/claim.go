@@ -57,6 +57,11 @@ func (s *Store) Claim(ctx context.Context, lessonID, stage string, version int, 
 		case rec.Version == version && rec.State == StateRunning && rec.LeaseUntil.After(now):
 			c.Outcome = Busy
 			return nil
+		case rec.Version == version && rec.State == StatePending && rec.NotBefore.After(now):
+			// Backing off after a failure: the sweeper sends the event
+			// again when the wait is over.
+			c.Outcome = Busy
+			return nil
 		}
 		attempts := 1
 		if rec.Version == version {
@@ -203,6 +208,18 @@ func (s *Store) Fail(ctx context.Context, lessonID, stage string, version int, t
 		}
 		now := s.now()
 		rec = failRecord(rec, reason, retryable && rec.Attempts < s.maxAttempts, now)
+		// The next attempt waits out a backoff. A process branch is
+		// retried by a new execution of the process step, which waits
+		// instead: the branch itself must take the new execution's call.
+		retryAt := time.Time{}
+		if rec.State == StatePending {
+			if d := s.backoff(rec.Attempts); d > 0 {
+				retryAt = now.Add(d)
+			}
+			if !isProcessBranch(stage) {
+				rec.NotBefore = retryAt
+			}
+		}
 		l.setRecord(stage, rec)
 		written := []string{stage}
 		if isProcessBranch(stage) {
@@ -215,7 +232,11 @@ func (s *Store) Fail(ctx context.Context, lessonID, stage string, version int, t
 			// running, unwatched, until its long lease ends.
 			p := l.Stages[StepProcess]
 			if p.Version == version && (p.State == StateRunning || (p.State == StatePending && rec.State == StateFailed)) {
-				l.setRecord(StepProcess, failRecord(p, stage+": "+reason, rec.State == StatePending, now))
+				p = failRecord(p, stage+": "+reason, rec.State == StatePending, now)
+				if p.State == StatePending {
+					p.NotBefore = retryAt
+				}
+				l.setRecord(StepProcess, p)
 				written = append(written, StepProcess)
 			}
 		}

@@ -68,6 +68,9 @@ func nextCheck(l Lesson, now time.Time, pendingAfter time.Duration) time.Time {
 		return time.Time{}
 	case rec.State == StateRunning:
 		return rec.LeaseUntil
+	case rec.NotBefore.After(now):
+		// Backing off after a failure: its event is sent again then.
+		return rec.NotBefore
 	}
 	return now.Add(pendingAfter)
 }

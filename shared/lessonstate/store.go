@@ -39,6 +39,7 @@ type Store struct {
 	now          func() time.Time
 	maxAttempts  int
 	pendingAfter time.Duration
+	retryBackoff time.Duration
 	token        func() string
 }
 
@@ -66,6 +67,32 @@ func WithPendingAfter(d time.Duration) Option {
 			s.pendingAfter = d
 		}
 	}
+}
+
+// WithRetryBackoff sets the wait after a stage's first retryable failure
+// before its next attempt; it doubles with each attempt, up to
+// maxRetryBackoff. Zero (the default) retries at once.
+func WithRetryBackoff(d time.Duration) Option {
+	return func(s *Store) {
+		if d >= 0 {
+			s.retryBackoff = d
+		}
+	}
+}
+
+// maxRetryBackoff bounds the wait between two attempts of a stage.
+const maxRetryBackoff = 10 * time.Minute
+
+// backoff is the wait before the attempt after attempt n failed for now.
+func (s *Store) backoff(n int) time.Duration {
+	if s.retryBackoff <= 0 {
+		return 0
+	}
+	d := s.retryBackoff
+	for i := 1; i < n && d < maxRetryBackoff; i++ {
+		d *= 2
+	}
+	return min(d, maxRetryBackoff)
 }
 
 // WithTokenSource replaces the random claim token generator.

@@ -101,6 +101,14 @@ func (s *Store) Sweep(ctx context.Context, id string) (*Swept, error) {
 				sw.Action = SweepFailed
 				sw.Reason = fmt.Sprintf("%s: out of attempts (%d of %d)", sw.Reason, rec.Attempts, s.maxAttempts)
 			}
+		case rec.NotBefore.After(now):
+			sw.Action = SweepRescheduled
+			sw.Reason = fmt.Sprintf("attempt %d failed for now; the next waits until %s", rec.Attempts, rec.NotBefore.UTC().Format(time.RFC3339))
+			out = sw
+			return tx.Update(ref, []firestore.Update{s.nextCheckUpdate(l, now)})
+		case !rec.NotBefore.IsZero():
+			// Its backoff is over: the retry is due, not a lost event.
+			sw.Reason = fmt.Sprintf("attempt %d failed for now (%s); retrying after the backoff", rec.Attempts, rec.Error)
 		default: // pending: its event was sent and nobody took it in time
 			sw.Reason = fmt.Sprintf("waited pending with no worker since %s", l.NextCheckAt.Add(-s.pendingAfter).UTC().Format(time.RFC3339))
 			if rec.Error != "" {
@@ -121,7 +129,12 @@ func (s *Store) Sweep(ctx context.Context, id string) (*Swept, error) {
 			rec.Token = ""
 			rec.LeaseUntil = time.Time{}
 			rec.Version = l.Version
-			rec.Redrives++
+			if rec.NotBefore.IsZero() {
+				// A retry after its backoff is the stage's own doing,
+				// bounded by its attempts; Redrives bounds lost events.
+				rec.Redrives++
+			}
+			rec.NotBefore = time.Time{}
 			rec.Error = sw.Reason
 			e = events.LessonEvent{LessonID: id, Version: l.Version, CourseID: l.CourseID, RunID: l.LastRunID, From: step}
 		}

@@ -373,3 +373,73 @@ func TestReplayResetsFromTheStage(t *testing.T) {
 		t.Errorf("a replay of a removed lesson: %v, want ErrRemoved", err)
 	}
 }
+
+// A stage that failed for now waits out a backoff that doubles with each
+// attempt: deliveries before its end are answered Busy (the copies of one
+// failing message no longer spend every attempt at once), the sweeper
+// looks at the lesson exactly when it ends and sends the event again
+// without counting a lost event, and the next claim is the next attempt.
+func TestRetryableFailureBacksOff(t *testing.T) {
+	s, _, clk := newStore(t, WithRetryBackoff(10*time.Second))
+	ctx := t.Context()
+	create(t, s, "L1")
+	for attempt, wait := range []time.Duration{10 * time.Second, 20 * time.Second, 40 * time.Second} {
+		c, err := s.Claim(ctx, "L1", StageDownload, 1, time.Minute)
+		if err != nil || c.Outcome != Claimed || c.Stage.Attempts != attempt+1 {
+			t.Fatalf("attempt %d: claim %v (attempts %d), %v", attempt+1, c.Outcome, c.Stage.Attempts, err)
+		}
+		if _, err := s.Fail(ctx, "L1", StageDownload, 1, c.Token, "media host answered 503", true); err != nil {
+			t.Fatal(err)
+		}
+		l := mustLesson(t, s, "L1")
+		rec := l.Stages[StageDownload]
+		if rec.State != StatePending || !rec.NotBefore.Equal(clk.Now().Add(wait)) || !l.NextCheckAt.Equal(rec.NotBefore) {
+			t.Fatalf("after attempt %d: %s, not before %v, next check %v; want pending for %s", attempt+1, rec.State, rec.NotBefore, l.NextCheckAt, wait)
+		}
+		if c, err := s.Claim(ctx, "L1", StageDownload, 1, time.Minute); err != nil || c.Outcome != Busy {
+			t.Fatalf("a delivery during the backoff: %v, %v; want Busy", c.Outcome, err)
+		}
+		clk.Advance(wait - time.Second)
+		if ids := due(t, s); len(ids) != 0 {
+			t.Fatalf("due before the backoff ended: %v", ids)
+		}
+		clk.Advance(time.Second)
+		sw := sweep(t, s, "L1")
+		if sw == nil || sw.Action != SweepRedriven || sw.Entry == nil {
+			t.Fatalf("sweep after the backoff: %+v", sw)
+		}
+		if r := mustLesson(t, s, "L1").Stages[StageDownload]; r.Redrives != 0 || !r.NotBefore.IsZero() {
+			t.Fatalf("after the re-drive: redrives %d, not before %v; want 0 and none", r.Redrives, r.NotBefore)
+		}
+	}
+}
+
+// A process branch failing for now holds the process step back, not the
+// branch: the process step's new execution must find its branch claimable.
+func TestBranchFailureBacksOffTheProcessStep(t *testing.T) {
+	s, _, clk := newStore(t, WithRetryBackoff(10*time.Second))
+	ctx := t.Context()
+	create(t, s, "L1")
+	runStage(t, s, "L1", StageDownload, 1)
+	p, err := s.Claim(ctx, "L1", StepProcess, 1, time.Hour)
+	if err != nil || p.Outcome != Claimed {
+		t.Fatal(p.Outcome, err)
+	}
+	c, err := s.Claim(ctx, "L1", StageTranscribe, 1, time.Minute)
+	if err != nil || c.Outcome != Claimed {
+		t.Fatal(c.Outcome, err)
+	}
+	if _, err := s.Fail(ctx, "L1", StageTranscribe, 1, c.Token, "speech answered 429", true); err != nil {
+		t.Fatal(err)
+	}
+	l := mustLesson(t, s, "L1")
+	if pr := l.Stages[StepProcess]; pr.State != StatePending || !pr.NotBefore.Equal(clk.Now().Add(10*time.Second)) {
+		t.Fatalf("process step %s, not before %v; want pending for 10s", pr.State, pr.NotBefore)
+	}
+	if br := l.Stages[StageTranscribe]; br.State != StatePending || !br.NotBefore.IsZero() {
+		t.Fatalf("branch %s, not before %v; want pending and claimable", br.State, br.NotBefore)
+	}
+	if c, err := s.Claim(ctx, "L1", StepProcess, 1, time.Hour); err != nil || c.Outcome != Busy {
+		t.Fatalf("a new execution during the backoff: %v, %v; want Busy", c.Outcome, err)
+	}
+}

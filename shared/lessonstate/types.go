@@ -72,6 +72,12 @@ type Stage struct {
 	// with no one to take it. Attempts counts claims; Redrives bounds the
 	// work that never gets claimed at all.
 	Redrives int `firestore:"redrives,omitempty"`
+	// NotBefore holds a stage that failed for now (pending again) back
+	// from its next attempt until then: a claim before it is answered
+	// Busy, and the sweeper sends the stage's event again once it has
+	// passed. Without it, the copies and redeliveries of one failing
+	// message spent every attempt within seconds of a short outage.
+	NotBefore time.Time `firestore:"notBefore,omitempty"`
 }
 
 // Media says where a lesson's video comes from, as the detector resolved it

@@ -95,7 +95,8 @@ func New(ctx context.Context, service string, c config.Common, opts Options) (_ 
 	e.Publisher = events.NewPublisher(e.PubSub)
 	e.closers = append(e.closers, e.Publisher.Close)
 	e.Store = lessonstate.New(e.Firestore,
-		lessonstate.WithMaxAttempts(c.MaxAttempts), lessonstate.WithPendingAfter(c.PendingAfter))
+		lessonstate.WithMaxAttempts(c.MaxAttempts), lessonstate.WithPendingAfter(c.PendingAfter),
+		lessonstate.WithRetryBackoff(c.RetryBackoff))
 	if e.Relay, err = relay.New(e.Store, e.Publisher, e.Log); err != nil {
 		return nil, fmt.Errorf("%s: %w", service, err)
 	}
