@@ -24,9 +24,12 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
+	"strings"
 	"time"
 
 	"cloud.google.com/go/storage"
+	"github.com/cenkalti/backoff/v5"
 
 	"github.com/coursekb/pipeline/shared/failure"
 )
@@ -53,7 +56,20 @@ type Options struct {
 	// function until its timeout. Only time waiting for the body counts,
 	// not time the read-ahead waits for a slow upload. Negative: no limit.
 	ReadIdleTimeout time.Duration
+	// RequestTries bounds the tries of the media request when the host
+	// answers 429 or 5xx or the connection fails before any byte of the
+	// body (default DefaultRequestTries; 1: no retry). A short refusal is
+	// waited out here, within the attempt, instead of costing the stage
+	// one of its few attempts.
+	RequestTries int
+	// RetryBaseDelay is the first wait between tries (default 500 ms),
+	// doubling up to 8 s; a Retry-After the host sends, up to 30 s, wins.
+	RetryBaseDelay time.Duration
 }
+
+// DefaultRequestTries is how often the media request is tried in one
+// download attempt.
+const DefaultRequestTries = 4
 
 // DefaultReadIdleTimeout is how long a media body may send nothing.
 const DefaultReadIdleTimeout = 2 * time.Minute
@@ -120,6 +136,12 @@ func New(st *storage.Client, hc *http.Client, opts Options) *Copier {
 	if opts.ReadIdleTimeout == 0 {
 		opts.ReadIdleTimeout = DefaultReadIdleTimeout
 	}
+	if opts.RequestTries <= 0 {
+		opts.RequestTries = DefaultRequestTries
+	}
+	if opts.RetryBaseDelay <= 0 {
+		opts.RetryBaseDelay = 500 * time.Millisecond
+	}
 	return &Copier{st: st, hc: hc, opts: opts}
 }
 
@@ -152,18 +174,11 @@ func (c *Copier) fromURL(ctx context.Context, src Source, dst Dest) (Result, err
 	// cut off without ending the caller's context.
 	rctx, cancelReq := context.WithCancelCause(ctx)
 	defer cancelReq(nil)
-	req, err := http.NewRequestWithContext(rctx, http.MethodGet, src.URL, nil)
+	resp, err := c.get(rctx, src.URL)
 	if err != nil {
-		return Result{}, failure.Permanentf("bad media URL: %v", err)
-	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return Result{}, &failure.Retryable{Err: fmt.Errorf("GET: %w", redactErr(err, src.URL))}
-	}
-	defer resp.Body.Close()
-	if err := statusError(resp); err != nil {
 		return Result{}, err
 	}
+	defer resp.Body.Close()
 	declared := resp.ContentLength // -1: unknown
 	if c.opts.MaxBytes > 0 && declared > c.opts.MaxBytes {
 		return Result{}, failure.Permanentf("server sends %d bytes, over the %d-byte limit", declared, c.opts.MaxBytes)
@@ -252,4 +267,79 @@ func (c *Copier) configure(w *storage.Writer, contentType string, md map[string]
 	} else {
 		w.ChunkSize = c.opts.ChunkSize
 	}
+}
+
+// get sends the media request, trying again (RequestTries in all) while the
+// host refuses for now: 429, 5xx, or a connection that failed before any
+// answer. A refusal for good (404, 403, ...) returns at once.
+func (c *Copier) get(ctx context.Context, rawURL string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
+	if err != nil {
+		return nil, failure.Permanentf("bad media URL: %v", err)
+	}
+	op := func() (*http.Response, error) {
+		resp, err := c.hc.Do(req)
+		if err != nil {
+			return nil, &failure.Retryable{Err: fmt.Errorf("GET: %w", redactErr(err, rawURL))}
+		}
+		if err := statusError(resp); err != nil {
+			wait, hinted := parseRetryAfter(resp.Header.Get("Retry-After"))
+			resp.Body.Close()
+			switch {
+			case failure.IsPermanent(err):
+				return nil, backoff.Permanent(err)
+			case hinted && wait > maxRetryAfter:
+				// Longer than an attempt should wait: the stage's own
+				// backoff takes it from here.
+				return nil, backoff.Permanent(err)
+			case hinted:
+				return nil, backoff.RetryAfter(int(max(time.Second, wait) / time.Second))
+			}
+			return nil, err
+		}
+		return resp, nil
+	}
+	bo := &backoff.ExponentialBackOff{
+		InitialInterval:     c.opts.RetryBaseDelay,
+		RandomizationFactor: backoff.DefaultRandomizationFactor,
+		Multiplier:          backoff.DefaultMultiplier,
+		MaxInterval:         8 * time.Second,
+	}
+	var last error
+	resp, err := backoff.Retry(ctx, func() (*http.Response, error) {
+		resp, err := op()
+		if err != nil {
+			last = err
+		}
+		return resp, err
+	}, backoff.WithBackOff(bo), backoff.WithMaxTries(uint(c.opts.RequestTries)), backoff.WithMaxElapsedTime(0))
+	if err == nil {
+		return resp, nil
+	}
+	var ra *backoff.RetryAfterError
+	if errors.As(err, &ra) && last != nil {
+		// The last try was a refusal with Retry-After: report the refusal.
+		err = last
+	}
+	var pe *backoff.PermanentError
+	if errors.As(err, &pe) {
+		err = pe.Unwrap()
+	}
+	var r *failure.Retryable
+	if !failure.IsPermanent(err) && !errors.As(err, &r) {
+		err = &failure.Retryable{Err: err} // the context ended meanwhile
+	}
+	return nil, err
+}
+
+// maxRetryAfter is the longest Retry-After a download attempt waits out.
+const maxRetryAfter = 30 * time.Second
+
+// parseRetryAfter reads a Retry-After header given in seconds.
+func parseRetryAfter(v string) (time.Duration, bool) {
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil || n < 0 {
+		return 0, false
+	}
+	return time.Duration(n) * time.Second, true
 }

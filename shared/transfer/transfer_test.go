@@ -9,7 +9,9 @@ import (
 	"hash/crc32"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -285,5 +287,61 @@ func TestStatusErrorKeepsBodySnippet(t *testing.T) {
 	resp := &http.Response{StatusCode: 404, Status: "404 Not Found", Body: io.NopCloser(strings.NewReader("no such video"))}
 	if err := statusError(resp); !failure.IsPermanent(err) || !strings.Contains(err.Error(), "no such video") {
 		t.Errorf("%v", err)
+	}
+}
+
+// A host that refuses for now (429 or 5xx) is asked again within the
+// attempt, waiting what its Retry-After says: a short refusal does not cost
+// the stage one of its attempts. A refusal for good is asked once, and one
+// that lasts is asked RequestTries times before the attempt fails.
+func TestFromURLWaitsOutShortRefusals(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	var mu sync.Mutex
+	refusals := 2
+	asked := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		asked++
+		refuse := refusals > 0
+		refusals--
+		mu.Unlock()
+		if refuse {
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, "slow down", http.StatusTooManyRequests)
+			return
+		}
+		e.host.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	c := New(e.st, nil, Options{RetryBaseDelay: 10 * time.Millisecond})
+	started := time.Now()
+	res, err := c.FromURL(t.Context(), Source{URL: srv.URL + "/synthetic/300000", Size: 300000}, Dest{Bucket: "raw", Object: "a.mp4", Metadata: meta})
+	if err != nil || res.Size != 300000 {
+		t.Fatalf("after two 429s: %+v, %v; want the video", res, err)
+	}
+	if asked != 3 {
+		t.Errorf("asked %d times, want 3", asked)
+	}
+	if waited := time.Since(started); waited < 2*time.Second {
+		t.Errorf("done in %s: the two Retry-After: 1 were not waited out", waited)
+	}
+
+	for _, tc := range []struct {
+		path      string
+		tries     int
+		permanent bool
+	}{
+		{"/status/404", 1, true},
+		{"/status/503", 3, false},
+	} {
+		c := New(e.st, nil, Options{RequestTries: 3, RetryBaseDelay: 10 * time.Millisecond})
+		_, err := c.FromURL(t.Context(), Source{URL: e.media + tc.path}, Dest{Bucket: "raw", Object: "b.mp4", Metadata: meta})
+		if err == nil || failure.IsPermanent(err) != tc.permanent {
+			t.Errorf("%s: %v, want permanent=%v", tc.path, err, tc.permanent)
+		}
+		if got := e.host.Hits(tc.path); got != tc.tries {
+			t.Errorf("%s asked %d times, want %d", tc.path, got, tc.tries)
+		}
 	}
 }
