@@ -148,15 +148,15 @@ func digestsOf(st *stack.Stack, runID string) []string {
 	return out
 }
 
-// checkNotifications: one digest per detection run that changed lessons
-// (none for a run that changed none), and no notification twice on either
-// channel (Slack by its text, e-mail by its Message-ID, which is derived
-// from the notification's key).
 // sendRecordWindow bounds the time from a channel accepting a message to
 // the notification's record saying so (one Firestore transaction on the
 // emulator, under load): a kill inside it is what may send a copy.
 const sendRecordWindow = 3 * time.Second
 
+// checkNotifications: one digest per detection run that changed lessons
+// (none for a run that changed none), and no notification twice on either
+// channel (Slack by its text, e-mail by its Message-ID, which is derived
+// from the notification's key).
 func (r *run) checkNotifications(ctx context.Context) []Check {
 	d := Check{Name: "one digest per detection run", Target: "exactly 1 per run that changed lessons"}
 	changed := r.changedRuns(ctx)
