@@ -97,8 +97,12 @@ func TestProcessTranscribeAndAnalyzeUnderTheWorkflow(t *testing.T) {
 				t.Errorf("%s: %s artifact %q, want %q", v.PageID, st, got, want)
 			}
 		}
-		if polls := h.steps(v.PageID, "poll"); polls < 3 {
-			t.Errorf("%s: %d polls of its transcription, want at least 3", v.PageID, polls)
+		// Done at the server's third GetOperation: the workflow polled
+		// until then. A poll call the workflow retried (an answer slow
+		// on a loaded machine) is one step that made two GetOperations,
+		// so the steps are two or more.
+		if polls := h.steps(v.PageID, "poll"); polls < 2 {
+			t.Errorf("%s: %d polls of its transcription, want at least 2", v.PageID, polls)
 		}
 	}
 
