@@ -83,7 +83,9 @@ variable "max_attempts" {
 variable "pending_after" {
   description = "PENDING_AFTER: how long a step may wait with its event sent and no worker before the sweeper sends it again (the 'stuck' threshold of a waiting lesson; a running one is stuck when its stage's lease ends)."
   type        = string
-  default     = "10m"
+  # Longer than the longest push ack deadline (600 s): a delivery hanging
+  # on an instance that died is Pub/Sub's to send again first.
+  default = "15m"
 }
 
 #-- Storage --#

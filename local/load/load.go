@@ -310,6 +310,10 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 
 func (r *run) start() time.Time { return r.since }
 
+// ackDeadline is the run's Pub/Sub ack deadline: a delivery that hangs (its
+// process killed under it) is tried again within it, as Pub/Sub would.
+const ackDeadline = time.Minute
+
 // stackOptions are the stack's options for the run: meters on, the
 // pipeline's clocks shortened so that a lease left by a killed process
 // ends in seconds, and the faults asked for.
@@ -326,13 +330,17 @@ func (r *run) stackOptions() stack.Options {
 		MinBackoff: time.Second, MaxBackoff: 10 * time.Second,
 		// A delivery that hangs (its process killed under it) is tried
 		// again within a minute, as Pub/Sub would at the ack deadline.
-		AckDeadline: time.Minute,
+		AckDeadline: ackDeadline,
 		SweepEvery:  -1, // the run sweeps itself, so it can stop before measuring an idle sweep
 		Meter:       true,
 		Env: map[string]string{
 			"DOWNLOAD_LEASE": lease, "TRANSCRIBE_EXTRACT_LEASE": lease, "ANALYZE_LEASE": lease, "ENRICH_LEASE": lease,
 			"SYNC_LEASE": lease, "START_LEASE": lease, "NOTIFY_LEASE": lease, "VECTOR_STORE_CREATION_LEASE": lease,
-			"TAXONOMY_SYNC_LEASE": lease, "PENDING_AFTER": (o.Lease / 2).String(),
+			// Longer than the ack deadline, as in production: an event
+			// whose delivery hangs on a killed process is delivered again
+			// at the deadline, and must not be counted lost before (five
+			// such re-drives fail the stage as never taken).
+			"TAXONOMY_SYNC_LEASE": lease, "PENDING_AFTER": (2 * ackDeadline).String(),
 			// As in production, a stage that failed for now waits before
 			// its next attempt (2 s doubling here, 15 s there): the three
 			// copies of every delivery must not spend its attempts at once.

@@ -31,8 +31,10 @@ type Common struct {
 	// with its reason before a message is ever dead-lettered.
 	MaxAttempts int `env:"MAX_ATTEMPTS" envDefault:"5"`
 	// PendingAfter is how long a step may wait pending, its event sent and
-	// nobody working on it, before the sweeper sends it again.
-	PendingAfter time.Duration `env:"PENDING_AFTER" envDefault:"10m"`
+	// nobody working on it, before the sweeper sends it again. It exceeds
+	// the longest push ack deadline (600 s): a delivery hanging on an
+	// instance that died is Pub/Sub's to send again first.
+	PendingAfter time.Duration `env:"PENDING_AFTER" envDefault:"15m"`
 	// RetryBackoff is the wait after a stage's first failure that may pass
 	// (a 429, a 5xx, a cut transfer) before its next attempt, doubling with
 	// each attempt up to 10 minutes; the sweeper sends the event again when

@@ -9,7 +9,7 @@ import (
 
 // DefaultPendingAfter is how long a step may wait pending, its event sent
 // but nobody working on it, before the sweeper sends its event again.
-const DefaultPendingAfter = 10 * time.Minute
+const DefaultPendingAfter = 15 * time.Minute
 
 // StepTopic is the topic whose event starts step: what the sweeper re-emits
 // when the step stalls.
