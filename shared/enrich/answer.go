@@ -12,6 +12,7 @@ import (
 	"google.golang.org/genai"
 
 	"github.com/coursekb/pipeline/shared/artifact"
+	"github.com/coursekb/pipeline/shared/genaiclient"
 )
 
 // Answer is Gemini's description of a lesson, checked.
@@ -34,7 +35,7 @@ const (
 // repaired: an answer that breaks the contract is a bad answer, and the
 // error says how.
 func readAnswer(resp *genai.GenerateContentResponse) (Answer, error) {
-	text, err := answerText(resp)
+	text, err := genaiclient.AnswerText(resp)
 	if err != nil {
 		return Answer{}, err
 	}
@@ -143,38 +144,6 @@ func kindOf(v any) string {
 		return "a string"
 	}
 	return "a list of strings"
-}
-
-// answerText is the first candidate's answer text, thoughts left out. A
-// candidate that did not stop on its own (cut at the token limit, blocked
-// for safety) is not an answer, even when it holds some text.
-func answerText(resp *genai.GenerateContentResponse) (string, error) {
-	if resp == nil || len(resp.Candidates) == 0 {
-		if resp != nil && resp.PromptFeedback != nil && resp.PromptFeedback.BlockReason != "" {
-			return "", fmt.Errorf("no answer: the prompt was blocked (%s) %s", resp.PromptFeedback.BlockReason, resp.PromptFeedback.BlockReasonMessage)
-		}
-		return "", errors.New("no answer: the response has no candidate")
-	}
-	c := resp.Candidates[0]
-	switch c.FinishReason {
-	case genai.FinishReasonStop, genai.FinishReasonUnspecified, "":
-	case genai.FinishReasonMaxTokens:
-		return "", errors.New("the answer was cut off at the output token limit (MAX_TOKENS)")
-	default:
-		return "", fmt.Errorf("the model stopped with %s %s", c.FinishReason, c.FinishMessage)
-	}
-	var b strings.Builder
-	if c.Content != nil {
-		for _, p := range c.Content.Parts {
-			if p != nil && !p.Thought {
-				b.WriteString(p.Text)
-			}
-		}
-	}
-	if strings.TrimSpace(b.String()) == "" {
-		return "", errors.New("empty answer")
-	}
-	return b.String(), nil
 }
 
 func propertyNames(m map[string]json.RawMessage) string {
