@@ -284,17 +284,22 @@ func tap(t *testing.T, ps *pubsub.Client, project, topic string) func() []events
 // waitFor waits, up to a deadline, for a message matching ok on a tap.
 func (h *harness) waitFor(what string, on func() []events.LessonEvent, ok func(events.LessonEvent) bool) events.LessonEvent {
 	h.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
+	deadline := time.After(20 * time.Second)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
 		for _, ev := range on() {
 			if ok(ev) {
 				return ev
 			}
 		}
-		time.Sleep(20 * time.Millisecond)
+		select {
+		case <-deadline:
+			h.t.Fatalf("no %s within 20 s; got %+v", what, on())
+			return events.LessonEvent{}
+		case <-tick.C:
+		}
 	}
-	h.t.Fatalf("no %s within 20 s; got %+v", what, on())
-	return events.LessonEvent{}
 }
 
 // sampleLesson finds a sample page with its product and module.
