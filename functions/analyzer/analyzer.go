@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"time"
 
 	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
 
@@ -56,16 +55,9 @@ func NewFromEnv(ctx context.Context) (*Handler, error) {
 	return setup.Build(ctx, "analyzer", analyze.LoadConfig, func(c analyze.Config) config.Common { return c.Common }, fromEnv)
 }
 
-// startupCheck bounds the start-up's look at the buckets.
-const startupCheck = 5 * time.Second
-
 func fromEnv(ctx context.Context, env *setup.Env, cfg analyze.Config) (*Handler, error) {
-	cctx, cancel := context.WithTimeout(ctx, startupCheck)
-	defer cancel()
-	for _, b := range []string{cfg.RawBucket, cfg.ArtifactsBucket} {
-		if _, err := env.Storage.Bucket(b).Attrs(cctx); err != nil {
-			return nil, fmt.Errorf("analyzer: bucket %s: %w", b, err)
-		}
+	if err := env.CheckBuckets(ctx, cfg.RawBucket, cfg.ArtifactsBucket); err != nil {
+		return nil, fmt.Errorf("analyzer: %w", err)
 	}
 	gemini, err := genaiclient.New(ctx, cfg.Client())
 	if err != nil {

@@ -7,7 +7,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"time"
 
 	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -52,16 +51,9 @@ func NewFromEnv(ctx context.Context) (*Handler, error) {
 	return setup.Build(ctx, "downloader", setup.Load[config.Downloader]("downloader"), func(c config.Downloader) config.Common { return c.Common }, fromEnv)
 }
 
-// startupCheck bounds the start-up's look at the raw bucket: an instance
-// that cannot reach it fails its start-up quickly, and the next request
-// tries again.
-const startupCheck = 5 * time.Second
-
 func fromEnv(ctx context.Context, env *setup.Env, cfg config.Downloader) (*Handler, error) {
-	cctx, cancel := context.WithTimeout(ctx, startupCheck)
-	defer cancel()
-	if _, err := env.Storage.Bucket(cfg.RawBucket).Attrs(cctx); err != nil {
-		return nil, fmt.Errorf("downloader: raw bucket %s: %w", cfg.RawBucket, err)
+	if err := env.CheckBuckets(ctx, cfg.RawBucket); err != nil {
+		return nil, fmt.Errorf("downloader: %w", err)
 	}
 	hc := transfer.NewMediaClient()
 	stage, err := download.New(download.Deps{

@@ -8,7 +8,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"time"
 
 	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -55,15 +54,10 @@ func NewFromEnv(ctx context.Context) (*Handler, error) {
 	return setup.Build(ctx, "enricher", enrich.LoadConfig, func(c enrich.Config) config.Common { return c.Common }, FromEnv)
 }
 
-// startupCheck bounds the start-up's look at the artifacts bucket.
-const startupCheck = 5 * time.Second
-
 // FromEnv builds the handler on an environment already set up.
 func FromEnv(ctx context.Context, env *setup.Env, cfg enrich.Config) (*Handler, error) {
-	cctx, cancel := context.WithTimeout(ctx, startupCheck)
-	defer cancel()
-	if _, err := env.Storage.Bucket(cfg.ArtifactsBucket).Attrs(cctx); err != nil {
-		return nil, fmt.Errorf("enricher: artifacts bucket %s: %w", cfg.ArtifactsBucket, err)
+	if err := env.CheckBuckets(ctx, cfg.ArtifactsBucket); err != nil {
+		return nil, fmt.Errorf("enricher: %w", err)
 	}
 	tax, err := taxonomy.Default()
 	if err != nil {

@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"time"
 
 	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
 
@@ -63,19 +62,12 @@ func NewFromEnv(ctx context.Context) (*Handler, error) {
 	return setup.Build(ctx, "transcriber", transcribe.LoadConfig, func(c transcribe.Config) config.Common { return c.Common }, fromEnv)
 }
 
-// startupCheck bounds the start-up's look at the buckets.
-const startupCheck = 5 * time.Second
-
 func fromEnv(ctx context.Context, env *setup.Env, cfg transcribe.Config) (*Handler, error) {
 	if err := audio.CheckTools(ctx); err != nil {
 		return nil, fmt.Errorf("transcriber: %w", err)
 	}
-	cctx, cancel := context.WithTimeout(ctx, startupCheck)
-	defer cancel()
-	for _, b := range []string{cfg.RawBucket, cfg.ArtifactsBucket} {
-		if _, err := env.Storage.Bucket(b).Attrs(cctx); err != nil {
-			return nil, fmt.Errorf("transcriber: bucket %s: %w", b, err)
-		}
+	if err := env.CheckBuckets(ctx, cfg.RawBucket, cfg.ArtifactsBucket); err != nil {
+		return nil, fmt.Errorf("transcriber: %w", err)
 	}
 	x, err := audio.New(env.Storage, audio.Options{SegmentSeconds: cfg.Segment()})
 	if err != nil {

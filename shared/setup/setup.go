@@ -119,6 +119,25 @@ func (e *Env) Outcome(ctx context.Context) (context.Context, context.CancelFunc)
 	return Detached(ctx, e.Common.OutcomeTimeout)
 }
 
+// bucketCheck bounds the start-up's look at the buckets: an instance that
+// cannot reach one fails its start-up quickly, and the next request tries
+// again.
+const bucketCheck = 5 * time.Second
+
+// CheckBuckets reads each bucket's attributes, so that a wrong bucket name
+// or a missing grant fails the start-up, naming the bucket, instead of the
+// first event.
+func (e *Env) CheckBuckets(ctx context.Context, buckets ...string) error {
+	ctx, cancel := context.WithTimeout(ctx, bucketCheck)
+	defer cancel()
+	for _, b := range buckets {
+		if _, err := e.Storage.Bucket(b).Attrs(ctx); err != nil {
+			return fmt.Errorf("bucket %s: %w", b, err)
+		}
+	}
+	return nil
+}
+
 // Detached returns a context carrying ctx's values but not its
 // cancellation, ending after d.
 func Detached(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
